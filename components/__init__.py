@@ -1,0 +1,1 @@
+"""Built-in components (workflows, aggregators, executors, persistors, filters, widgets, receivers)."""

@@ -1,0 +1,7 @@
+"""``python -m flruntime`` runs the command line."""
+
+import sys
+
+from flruntime.cli.main import main
+
+sys.exit(main())

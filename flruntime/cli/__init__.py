@@ -1,0 +1,1 @@
+"""The ``flruntime`` command line: one module per verb group."""

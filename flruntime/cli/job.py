@@ -1,0 +1,71 @@
+"""``flruntime job ...``: job templates, creating jobs from them, listing a job's variables."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from flruntime.cli.common import add_override_option, overrides_of
+from flruntime.exit_codes import ExitCode
+
+
+def register(verbs: Any) -> None:
+    """Add the ``job`` verb group."""
+    p = verbs.add_parser("job", help="job templates and job folders")
+    sub = p.add_subparsers(dest="job_verb", metavar="COMMAND", parser_class=type(p))
+    sub.required = True
+
+    t = sub.add_parser("templates", help="list the job templates")
+    t.add_argument("-d", "--template-dir", help="a folder of templates (default: the built-in ones)")
+    t.set_defaults(func=_templates)
+
+    c = sub.add_parser("create", help="create a job folder from a template")
+    c.add_argument("-t", "--template", required=True, help="template name (see 'flruntime job templates') or folder")
+    c.add_argument("-w", "--workdir", "-j", dest="workdir", required=True, help="the job folder to create")
+    c.add_argument("-d", "--template-dir", help="a folder of templates (default: the built-in ones)")
+    c.add_argument("--force", action="store_true", help="overwrite an existing job folder")
+    add_override_option(c)
+    c.set_defaults(func=_create)
+
+    s = sub.add_parser(
+        "show-variables", aliases=["show_variables"], help="list a job's variables and where they are used"
+    )
+    s.add_argument("job_dir", metavar="JOB_DIR")
+    s.set_defaults(func=_show)
+
+
+def _templates(args: argparse.Namespace) -> int:
+    from flruntime.templates import list_templates
+
+    rows = [(t.name, t.description) for t in list_templates(args.template_dir)]
+    width = max([len("NAME")] + [len(r[0]) for r in rows])
+    print(f"{'NAME':<{width}}  DESCRIPTION")
+    for name, description in rows:
+        print(f"{name:<{width}}  {description}")
+    return int(ExitCode.OK)
+
+
+def _create(args: argparse.Namespace) -> int:
+    from flruntime.templates import create_job
+
+    created = create_job(
+        args.template, args.workdir, overrides=overrides_of(args), template_dir=args.template_dir, force=args.force
+    )
+    print(f"created job folder {created}")
+    return _print_variables(str(created))
+
+
+def _show(args: argparse.Namespace) -> int:
+    return _print_variables(args.job_dir)
+
+
+def _print_variables(job_dir: str) -> int:
+    from flruntime.templates import job_variables
+
+    rows = job_variables(job_dir)
+    headers = ("VARIABLE", "VALUE", "DEFINED IN", "USED AT")
+    table = [headers] + [(r.name, r.value, r.origin, r.used_at) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip())
+    return int(ExitCode.OK)

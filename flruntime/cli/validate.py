@@ -1,0 +1,54 @@
+"""``flruntime validate JOB_DIR``: every problem of a job folder, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from flruntime.cli.common import add_allow_option, add_override_option, overrides_of, policy_of
+from flruntime.exit_codes import ExitCode
+from flruntime.validation import validate_job
+
+
+def register(verbs: Any) -> None:
+    """Add the ``validate`` verb."""
+    p = verbs.add_parser(
+        "validate",
+        help="check a job folder and report every problem",
+        description="Run load → schema → resolve → check on a job folder and report every "
+        "problem as FILE:LINE: $.path: message (hint). Exit 0 when valid, 1 when not.",
+    )
+    p.add_argument("job_dir", metavar="JOB_DIR")
+    p.add_argument("--site", help="check only the app that this site runs (server or a client name)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    add_override_option(p)
+    add_allow_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate and print the report."""
+    report = validate_job(args.job_dir, site=args.site, overrides=overrides_of(args), policy=policy_of(args))
+    errors = report.errors
+    if args.format == "json":
+        out = {
+            "job": str(args.job_dir),
+            "valid": report.valid,
+            "errors": len(errors),
+            "warnings": len(report.problems) - len(errors),
+            "problems": [p.to_json() for p in report.problems],
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for problem in report.problems:
+            print(problem.format())
+        warnings = len(report.problems) - len(errors)
+        tail = f", {warnings} warning(s)" if warnings else ""
+        if errors:
+            print(f"{report.job.name}: {len(errors)} problem(s){tail}", file=sys.stderr)
+        else:
+            print(f"{report.job.name}: valid{tail}", file=sys.stderr)
+    return int(ExitCode.OK if report.valid else ExitCode.INVALID_JOB)

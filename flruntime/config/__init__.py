@@ -1,0 +1,1 @@
+"""Reading job folders: files and their positions, schemas, variables and component specs."""

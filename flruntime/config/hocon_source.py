@@ -1,0 +1,44 @@
+"""HOCON config files (NVFlare's ``.conf``), parsed by pyhocon, with positions from our scanner."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flruntime.config._positions import scan
+from flruntime.problems import JsonPath, Problem
+
+_LINE_COL = re.compile(r"\(line:\s*(\d+),\s*col:\s*(\d+)\)")
+
+
+def _plain(value: Any) -> Any:
+    """Turn pyhocon's ConfigTree/list values into plain dicts and lists."""
+    from pyhocon import ConfigTree
+
+    if isinstance(value, ConfigTree):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_hocon(text: str, display: str) -> tuple[Any, dict[JsonPath, tuple[int, int]], list[Problem]]:
+    """Parse HOCON text; return ``(data, positions, problems)`` with ``data`` None on a syntax error."""
+    try:
+        from pyhocon import ConfigFactory
+    except ImportError:  # pragma: no cover - pyhocon is a hard dependency
+        return None, {}, [Problem(display, (), "HOCON support needs pyhocon", "pip install pyhocon", code="syntax")]
+    try:
+        tree = ConfigFactory.parse_string(text, resolve=True)
+    except Exception as exc:  # pyhocon raises pyparsing and its own exception types
+        line = int(getattr(exc, "lineno", 0) or 0)
+        col = int(getattr(exc, "col", 0) or 0)
+        text_msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        found = _LINE_COL.search(text_msg)
+        if not line and found:
+            line, col = int(found.group(1)), int(found.group(2))
+        text_msg = _LINE_COL.sub("", text_msg).strip().rstrip(",")
+        where = f" (line {line}, column {col})" if line else ""
+        msg = f"invalid HOCON: {text_msg}{where}"
+        return None, {}, [Problem(display, (), msg, "fix the syntax", line, col, code="syntax")]
+    return _plain(tree), scan(text, hocon=True).at, []

@@ -1,0 +1,271 @@
+"""Finding the parts of a job folder: its meta file, its apps and their config files.
+
+Three layouts load: the job layout (``meta.json`` plus ``<app>/config/config_fed_*.json``),
+NVFlare's flat template layout (``meta.conf`` and ``config_fed_*.conf`` at the root, or in
+``<app>/`` without ``config/``), and a legacy single app (``config/`` at the root, no meta file),
+which becomes a job with one app deployed to ``@ALL``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flruntime.config.source import CONFIG_EXTENSIONS, Source, load_file
+from flruntime.problems import Problem
+
+SERVER = "server"
+ALL = "@ALL"
+CONFIG_NAMES = {"server": "config_fed_server", "client": "config_fed_client"}
+
+
+def find_config(folder: Path, stem: str) -> Path | None:
+    """Return ``folder/stem.<ext>`` for the first extension present (NVFlare's search order)."""
+    for suffix in (*CONFIG_EXTENSIONS, *(e + ".default" for e in CONFIG_EXTENSIONS)):
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class App:
+    """One app of a job: a folder with config files and optional ``custom/`` code."""
+
+    name: str
+    root: Path
+    config_dir: Path
+    custom_dir: Path | None
+
+    def config_file(self, side: str) -> Path | None:
+        """Return the server or client config file of this app, if there is one."""
+        return find_config(self.config_dir, CONFIG_NAMES[side])
+
+
+@dataclass
+class JobFolder:
+    """A job folder as found on disk, before any config file is interpreted."""
+
+    root: Path
+    meta: Source | None
+    apps: dict[str, App] = field(default_factory=dict)
+    deploy_map: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The job's name: meta ``name``, else the folder's name."""
+        if self.meta is not None and isinstance(self.meta.data, dict) and isinstance(self.meta.data.get("name"), str):
+            return str(self.meta.data["name"])
+        return self.root.name
+
+    @property
+    def meta_data(self) -> dict[str, Any]:
+        """The meta document (empty when missing or not an object)."""
+        return self.meta.data if self.meta is not None and isinstance(self.meta.data, dict) else {}
+
+    def display(self, path: Path) -> str:
+        """Name ``path`` relative to the job folder (as problems show it)."""
+        try:
+            return str(path.resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def uses_all(self) -> bool:
+        """True when the deploy map sends an app to ``@ALL``."""
+        return any(s.upper() == ALL for sites in self.deploy_map.values() for s in sites)
+
+    def client_sites(self) -> list[str]:
+        """Client site names named explicitly in the deploy map, in order."""
+        seen: list[str] = []
+        for sites in self.deploy_map.values():
+            for s in sites:
+                if s != SERVER and s.upper() != ALL and s not in seen:
+                    seen.append(s)
+        return seen
+
+    def app_for(self, site: str) -> str | None:
+        """Return the app deployed to ``site`` (``server`` or a client name), if any."""
+        for app, sites in self.deploy_map.items():
+            if site in sites or any(s.upper() == ALL for s in sites):
+                return app
+        return None
+
+    def sides_of(self, app: str) -> list[str]:
+        """Return which sides (``server``, ``client``) the app is deployed to."""
+        sites = self.deploy_map.get(app, [])
+        if any(s.upper() == ALL for s in sites):
+            return ["server", "client"]
+        sides = ["server"] if SERVER in sites else []
+        if any(s != SERVER for s in sites):
+            sides.append("client")
+        return sides
+
+
+def _sites(entry: Any) -> list[str]:
+    """Flatten one deploy_map value (a list of names or of ``{"sites": [...]}`` dicts)."""
+    out: list[str] = []
+    if isinstance(entry, dict):
+        entry = entry.get("sites", entry.get("targets", []))
+    if isinstance(entry, list):
+        for item in entry:
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, dict):
+                out.extend(s for s in item.get("sites", item.get("targets")) or [] if isinstance(s, str))
+    return out
+
+
+def _find_meta(root: Path) -> Path | None:
+    return find_config(root, "meta")
+
+
+def _app_folder(root: Path, name: str, flat_root: bool) -> App | None:
+    folder = root / name
+    if (folder / "config").is_dir():
+        custom = folder / "custom"
+        return App(name, folder, folder / "config", custom if custom.is_dir() else None)
+    if folder.is_dir() and any(find_config(folder, s) for s in CONFIG_NAMES.values()):
+        custom = folder / "custom"
+        return App(name, folder, folder, custom if custom.is_dir() else None)
+    if flat_root:
+        custom = root / "custom"
+        return App(name, root, root, custom if custom.is_dir() else None)
+    return None
+
+
+def discover(root: Path) -> tuple[JobFolder, list[Problem]]:
+    """Find the meta file and apps of the job folder ``root`` and check its deploy map.
+
+    Returns:
+        The job folder and the problems found (missing files, deploy-map mistakes).
+    """
+    problems: list[Problem] = []
+    meta_path = _find_meta(root)
+    flat_root = any(find_config(root, s) for s in CONFIG_NAMES.values())
+    if meta_path is None:
+        if (root / "config").is_dir():  # legacy single-app folder
+            job = JobFolder(root, None)
+            job.deploy_map = {root.name: [ALL]}
+            custom = root / "custom"
+            job.apps[root.name] = App(root.name, root, root / "config", custom if custom.is_dir() else None)
+            return job, problems
+        return JobFolder(root, None), [
+            Problem(
+                "meta.json",
+                (),
+                "no meta.json (or meta.conf / meta.yml) in the job folder",
+                'add meta.json with {"name": ..., "deploy_map": {"app": ["@ALL"]}, "min_clients": 1}',
+                code="missing-file",
+            )
+        ]
+    meta, load_problems = load_file(meta_path, meta_path.name)
+    problems += load_problems
+    job = JobFolder(root, meta)
+    if meta is None or not isinstance(meta.data, dict):
+        return job, problems
+    raw_map = meta.data.get("deploy_map")
+    if not isinstance(raw_map, dict):
+        return job, problems  # the schema reports it
+    job.deploy_map = {str(app): _sites(v) for app, v in raw_map.items()}
+    problems += _check_deploy_map(job, meta)
+    for app_name in job.deploy_map:
+        app = _app_folder(root, app_name, flat_root)
+        if app is None:
+            existing = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            hint = f"existing folders: {', '.join(existing)}" if existing else "create the app folder with config/"
+            problems.append(
+                meta.problem(
+                    ("deploy_map", app_name),
+                    f"app '{app_name}' does not exist (no folder {app_name}/config/)",
+                    hint,
+                    code="deploy-map",
+                )
+            )
+            continue
+        job.apps[app_name] = app
+        for side in job.sides_of(app_name):
+            if app.config_file(side) is None:
+                problems.append(
+                    meta.problem(
+                        ("deploy_map", app_name),
+                        f"app '{app_name}' is deployed to {'the server' if side == 'server' else 'clients'} "
+                        f"but has no {CONFIG_NAMES[side]}.json",
+                        f"add {job.display(app.config_dir / (CONFIG_NAMES[side] + '.json'))}",
+                        code="missing-file",
+                    )
+                )
+    return job, problems
+
+
+def _check_deploy_map(job: JobFolder, meta: Source) -> list[Problem]:
+    out: list[Problem] = []
+    data = meta.data
+    pool = [(app, s) for app, sites in job.deploy_map.items() for s in sites]
+    if not pool:
+        out.append(
+            meta.problem(
+                ("deploy_map",),
+                "no site is named in deploy_map",
+                'deploy an app to ["@ALL"] or to "server" and client names',
+                code="deploy-map",
+            )
+        )
+        return out
+    alls = [(app, s) for app, s in pool if s.upper() == ALL]
+    if alls and len(pool) > 1:
+        app = alls[0][0]
+        out.append(
+            meta.problem(
+                ("deploy_map", app),
+                "no other site may be listed when @ALL is used",
+                "use @ALL alone, or list server and clients explicitly",
+                code="deploy-map",
+            )
+        )
+    if not alls:
+        if SERVER not in (s for _, s in pool):
+            out.append(
+                meta.problem(
+                    ("deploy_map",),
+                    "no app is deployed to the server",
+                    'add "server" to one app\'s site list',
+                    code="deploy-map",
+                )
+            )
+        seen: dict[str, str] = {}
+        for app, s in pool:
+            if s in seen:
+                out.append(
+                    meta.problem(
+                        ("deploy_map", app),
+                        f"site '{s}' gets two apps ('{seen[s]}' and '{app}')",
+                        "each site runs exactly one app",
+                        code="deploy-map",
+                    )
+                )
+            seen.setdefault(s, app)
+        clients = job.client_sites()
+        min_clients = data.get("min_clients", 1)
+        if isinstance(min_clients, int) and not isinstance(min_clients, bool) and len(clients) < min_clients:
+            out.append(
+                meta.problem(
+                    ("min_clients",),
+                    f"min_clients is {min_clients} but deploy_map names only {len(clients)} client(s)",
+                    "lower min_clients or deploy to more sites",
+                    code="deploy-map",
+                )
+            )
+        mandatory = data.get("mandatory_clients") or []
+        if isinstance(mandatory, list):
+            for i, name in enumerate(mandatory):
+                if isinstance(name, str) and name not in clients:
+                    out.append(
+                        meta.problem(
+                            ("mandatory_clients", i),
+                            f"mandatory client '{name}' is not in deploy_map",
+                            "deploy an app to it or remove it",
+                            code="deploy-map",
+                        )
+                    )
+    return out

@@ -1,0 +1,21 @@
+"""NVFlare class paths and the flruntime components they map to.
+
+Real NVFlare job folders name classes such as
+``nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather``. Each entry here maps such a
+path to the flruntime class with the same constructor arguments and behaviour. A ``nvflare.*`` or
+``monai_nvflare.*`` path that is not (yet) listed is refused with a clear "not supported yet" error
+rather than an import failure. The map grows as components land; the README's table lists it.
+"""
+
+from __future__ import annotations
+
+#: NVFlare class path → flruntime class path.
+NVFLARE_ALIASES: dict[str, str] = {}
+
+#: Prefixes of class paths that belong to NVFlare or its MONAI integration.
+NVFLARE_PREFIXES = ("nvflare.", "monai_nvflare.")
+
+
+def is_nvflare_path(path: str) -> bool:
+    """Return True for a class path inside NVFlare's namespaces."""
+    return path.startswith(NVFLARE_PREFIXES)

@@ -1,0 +1,211 @@
+"""Turning a class path from a config into a class, safely.
+
+Resolution order: registry short names, the NVFlare alias map, entry-point plugins, then a plain
+import, allowed only under the :class:`ImportPolicy` allowlist (flruntime itself, the job's own
+``custom/`` folder and prefixes the site adds). Failures say which step failed and suggest the
+nearest known name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from flruntime.graph.aliases import NVFLARE_ALIASES, is_nvflare_path
+from flruntime.graph.nvflare_names import NVFLARE_NAMES
+from flruntime.graph.registry import plugin_names, short_names
+
+#: Modules any job may import components from, besides flruntime and the job's custom/ code.
+DEFAULT_ALLOWED_PREFIXES = ("flruntime.", "monai.fl.", "monai.networks.", "torch.nn.", "torch.optim.")
+
+
+class LocateError(Exception):
+    """A class path could not be turned into a class.
+
+    Attributes:
+        message: what failed.
+        hint: what to do.
+        code: ``unsupported`` for NVFlare classes not supported yet, ``not-allowed``, ``import``.
+    """
+
+    def __init__(self, message: str, hint: str = "", code: str = "import") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ImportPolicy:
+    """Which modules a job's class paths may import.
+
+    Attributes:
+        allowed_prefixes: module prefixes any job may use (``"my_org.models."``).
+        custom_dir: the job app's ``custom/`` folder; its top-level modules are importable.
+    """
+
+    allowed_prefixes: tuple[str, ...] = DEFAULT_ALLOWED_PREFIXES
+    custom_dir: Path | None = None
+    extra_prefixes: tuple[str, ...] = field(default_factory=tuple)
+
+    def with_custom(self, custom_dir: Path | None) -> ImportPolicy:
+        """Return this policy for a job app with the given ``custom/`` folder."""
+        return ImportPolicy(self.allowed_prefixes, custom_dir, self.extra_prefixes)
+
+    def custom_modules(self) -> set[str]:
+        """Top-level module and package names found in ``custom_dir``."""
+        if self.custom_dir is None or not self.custom_dir.is_dir():
+            return set()
+        return {m.name for m in pkgutil.iter_modules([str(self.custom_dir)])}
+
+    def allows(self, path: str) -> bool:
+        """Return True when ``path`` may be imported under this policy."""
+        if path.split(".")[0] in self.custom_modules():
+            return True
+        plugin_modules = tuple(p.rsplit(".", 1)[0] + "." for p in plugin_names().values())
+        return path.startswith(self.allowed_prefixes + self.extra_prefixes + plugin_modules)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A class found for a config entry, with the path it really came from and how it was found."""
+
+    cls: type
+    target: str
+    via: str
+
+
+@contextmanager
+def job_imports(custom_dir: Path | None) -> Iterator[None]:
+    """Make ``custom_dir``'s modules importable for one job only.
+
+    While active, the folder is first on ``sys.path`` and modules of the same names cached by
+    another job are hidden; on exit the folder leaves ``sys.path`` and the job's modules leave
+    ``sys.modules`` (objects already built keep their classes).
+    """
+    if custom_dir is None or not custom_dir.is_dir():
+        yield
+        return
+    names = {m.name for m in pkgutil.iter_modules([str(custom_dir)])}
+
+    def ours(mod: str) -> bool:
+        return mod.split(".")[0] in names
+
+    hidden = {k: v for k, v in sys.modules.items() if ours(k)}
+    for k in hidden:
+        del sys.modules[k]
+    entry = str(custom_dir)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+        for k in [k for k in sys.modules if ours(k)]:
+            del sys.modules[k]
+        sys.modules.update(hidden)
+
+
+def _nearest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _submodules(module: ModuleType) -> list[str]:
+    paths = getattr(module, "__path__", None)
+    return [m.name for m in pkgutil.iter_modules(paths)] if paths else []
+
+
+def import_class(path: str) -> type:
+    """Import ``pkg.module.Class`` step by step, explaining the step that failed.
+
+    Raises:
+        LocateError: naming the module or attribute that is missing, with a suggestion.
+    """
+    module_path, _, attr = path.rpartition(".")
+    if not module_path:
+        raise LocateError(
+            f"'{path}' is not a class path (expected package.module.Class)", "give the full dotted path of the class"
+        )
+    parts = module_path.split(".")
+    module: ModuleType | None = None
+    for i in range(1, len(parts) + 1):
+        name = ".".join(parts[:i])
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but imports something missing
+                raise LocateError(
+                    f"importing module '{name}' failed: {exc}", f"install the package that provides '{exc.name}'"
+                ) from exc
+            if module is None:
+                raise LocateError(f"no module named '{name}'", "check the spelling, or install the package") from exc
+            parent = ".".join(parts[: i - 1])
+            close = difflib.get_close_matches(parts[i - 1], _submodules(module), n=1)
+            hint = f"did you mean '{parent}.{close[0]}'?" if close else "check the spelling"
+            raise LocateError(f"module '{parent}' has no submodule '{parts[i - 1]}'", hint) from exc
+        except Exception as exc:
+            raise LocateError(
+                f"importing module '{name}' failed: {type(exc).__name__}: {exc}", "fix the error in that module"
+            ) from exc
+    assert module is not None
+    obj = getattr(module, attr, None)
+    if obj is None:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        hint = _nearest(attr, names) or "check the spelling"
+        raise LocateError(f"module '{module_path}' has no class '{attr}'", hint)
+    if not isinstance(obj, type):
+        raise LocateError(f"'{path}' is a {type(obj).__name__}, not a class", "point to a class")
+    return obj
+
+
+def locate(path: str, policy: ImportPolicy, *, by_name: bool = False) -> Located:
+    """Resolve a config's class path (or short name when ``by_name``) to a class.
+
+    Call it inside :func:`job_imports` for the app's ``custom/`` folder when the job has one.
+
+    Raises:
+        LocateError: when the class cannot be found or may not be imported.
+    """
+    names = short_names()
+    if by_name or "." not in path:
+        if path in names:
+            return Located(import_class(names[path]), names[path], "registry")
+        modules = NVFLARE_NAMES.get(path)
+        if modules is None:
+            hint = _nearest(path, list(names) + list(NVFLARE_NAMES)) or 'use "path" with the full class path'
+            raise LocateError(f"unknown component name '{path}'", hint)
+        if len(modules) > 1:
+            raise LocateError(
+                f"NVFlare name '{path}' is defined in several modules ({', '.join(modules)})",
+                'use "path" with the full class path',
+            )
+        path = f"{modules[0]}.{path}"
+    if path in NVFLARE_ALIASES:
+        target = NVFLARE_ALIASES[path]
+        return Located(import_class(target), target, "alias")
+    if is_nvflare_path(path):
+        by_class = {p.rsplit(".", 1)[1]: p for p in NVFLARE_ALIASES}
+        cls_name = path.rsplit(".", 1)[1]
+        if cls_name in by_class:
+            hint = f"did you mean '{by_class[cls_name]}'?"
+        else:
+            hint = _nearest(path, list(NVFLARE_ALIASES)) or "see the README's table of supported NVFlare classes"
+        raise LocateError(f"NVFlare class '{path}' is not supported yet", hint, code="unsupported")
+    if not policy.allows(path):
+        prefix = path.split(".")[0] + "."
+        raise LocateError(
+            f"class path '{path}' is outside the import allowlist",
+            f"allow it with --allow {prefix} (or FLRUNTIME_ALLOW={prefix}), "
+            "or put the code in the app's custom/ folder",
+            code="not-allowed",
+        )
+    return Located(import_class(path), path, "import")

@@ -1,0 +1,32 @@
+"""Short names for components: the built-in registry plus third-party plugins.
+
+A config may say ``"name": "FedAvg"`` instead of a full ``path``. Built-in names are listed in
+:data:`BUILTIN_NAMES`; packages add their own through the entry-point group
+``flruntime.components`` (``MyAggregator = my_pkg.aggregators:MyAggregator``), and their modules
+become importable by class path too.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+
+#: Short name → flruntime class path of the built-in components.
+BUILTIN_NAMES: dict[str, str] = {}
+
+ENTRY_POINT_GROUP = "flruntime.components"
+
+
+@cache
+def plugin_names() -> dict[str, str]:
+    """Return short name → ``module.Class`` of every installed plugin component."""
+    out: dict[str, str] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        module, _, attr = ep.value.partition(":")
+        out[ep.name] = f"{module}.{attr}" if attr else module
+    return out
+
+
+def short_names() -> dict[str, str]:
+    """Return every short name (built-ins win over plugins of the same name)."""
+    return {**plugin_names(), **BUILTIN_NAMES}

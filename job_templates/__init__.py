@@ -1,0 +1,1 @@
+"""Runnable job templates, shipped as package data (one folder per template)."""
