@@ -41,11 +41,18 @@ def _read(name: str) -> dict[str, Any]:
     return json.loads(resources.files("flruntime.schemas").joinpath(name).read_text(encoding="utf-8"))
 
 
+#: Base URI the schema files are registered under; their ``$ref``s are relative, so editors resolve them
+#: next to the files on disk and we resolve them here.
+_BASE = "file:///flruntime/schemas/"
+
+
 @cache
 def _validator(kind: str) -> Draft202012Validator:
-    common = _read("common.schema.json")
-    registry: Registry = Registry().with_resource(common["$id"], Resource.from_contents(common))
-    return Draft202012Validator(_read(SCHEMA_FILES[kind]), registry=registry)
+    registry: Registry = Registry().with_resource(
+        _BASE + "common.schema.json", Resource.from_contents(_read("common.schema.json"))
+    )
+    schema = {"$id": _BASE + SCHEMA_FILES[kind], **_read(SCHEMA_FILES[kind])}
+    return Draft202012Validator(schema, registry=registry)
 
 
 def _describe(value: Any) -> str:
@@ -94,8 +101,7 @@ def _message(err: ValidationError, known_keys: list[str]) -> tuple[str, str]:
     if v == "minProperties":
         return "must not be empty", ""
     if v == "anyOf" and isinstance(err.instance, dict) and any("required" in sub for sub in err.validator_value):
-        keys = [sub["required"][0] for sub in err.validator_value]
-        return "no class given", 'add "path": "package.module.Class" (or ' + ", ".join(f'"{k}"' for k in keys[1:]) + ")"
+        return "no class given", 'add "path": "package.module.Class" (or "name" with a registered short name)'
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return err.message, ""
     if v == "pattern":
@@ -119,11 +125,30 @@ def _leaf(err: ValidationError) -> ValidationError:
     return err
 
 
+def _misspelt_sections(source: Source, known: list[str]) -> list[Problem]:
+    """Report unknown top-level keys holding a list that look like a misspelt section (``workflowz``).
+
+    Such a key would otherwise pass as a list variable, and the real section would silently be missing.
+    """
+    out = []
+    for key, value in source.data.items():
+        if key in known or not isinstance(value, list):
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        if close:
+            out.append(
+                source.problem((key,), f"unknown top-level key '{key}'", f"did you mean '{close[0]}'?", code="schema")
+            )
+    return out
+
+
 def check_schema(kind: str, source: Source) -> list[Problem]:
     """Validate ``source.data`` against the schema ``kind`` (``meta``, ``server`` or ``client``)."""
     validator = _validator(kind)
     known = list(validator.schema.get("properties", {}))
     problems: list[Problem] = []
+    if kind != "meta" and isinstance(source.data, dict):
+        problems.extend(_misspelt_sections(source, known))
     for err in sorted(validator.iter_errors(source.data), key=lambda e: list(map(str, e.absolute_path))):
         leaf = _leaf(err)
         path = tuple(leaf.absolute_path)
