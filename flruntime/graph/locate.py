@@ -104,9 +104,12 @@ def job_imports(custom_dir: Path | None) -> Iterator[None]:
     entry = str(custom_dir)
     sys.path.insert(0, entry)
     importlib.invalidate_caches()
+    bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the user's job folder
     try:
         yield
     finally:
+        sys.dont_write_bytecode = bytecode
         if entry in sys.path:
             sys.path.remove(entry)
         for k in [k for k in sys.modules if ours(k)]:

@@ -1,0 +1,44 @@
+import configparser
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAPPED = {"flruntime.components": "components", "flruntime.schemas": "schemas", "flruntime.job_templates": "job_templates"}
+
+
+def _declared_packages() -> set[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    return {p.strip() for p in cfg["options"]["packages"].split() if p.strip()}
+
+
+def _package_folders() -> set[str]:
+    found = set()
+    for init in ROOT.glob("flruntime/**/__init__.py"):
+        found.add(".".join(init.parent.relative_to(ROOT).parts))
+    for name, folder in MAPPED.items():
+        for init in (ROOT / folder).glob("**/__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            if folder == "job_templates" and rel:
+                continue  # template folders are data, not packages
+            found.add(".".join((name, *rel)))
+    return found
+
+
+def test_setup_cfg_lists_every_package():
+    assert _declared_packages() == _package_folders()
+
+
+def test_schemas_are_valid_draft_2020_12():
+    from jsonschema import Draft202012Validator
+
+    for path in (ROOT / "schemas").glob("*.schema.json"):
+        schema = json.loads(path.read_text())
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema", path.name
+        Draft202012Validator.check_schema(schema)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
