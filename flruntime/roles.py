@@ -1,15 +1,21 @@
 """Role interfaces: what a component must be to fill a place in a job.
 
-They are deliberately small ABCs. The validator uses them to prove that a reference such as
-``aggregator_id`` names a component of the right role, and that ``workflows`` and ``executors``
-hold workflows and executors; the runtime calls the methods they declare.
+They are small ABCs. The validator uses them to prove that a reference such as ``aggregator_id``
+names a component of the right role and that ``workflows`` and ``executors`` hold workflows and
+executors; the engines call the methods they declare. Any component may also define
+``setup(ctx: RunContext)`` and ``teardown(ctx: RunContext)``; the engine calls them at the start
+and end of the run (``setup`` is where a component subscribes to events).
 """
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flruntime.runtime.context import RunContext, ServerContext, TaskContext
+    from flruntime.runtime.messages import ModelMessage
 
 
 class Workflow(ABC):
@@ -20,29 +26,77 @@ class Workflow(ABC):
         """Return the task names this workflow sends, given its constructor args (used by the validator)."""
         return set()
 
+    @abstractmethod
+    def run(self, ctx: ServerContext) -> None:
+        """Run the workflow to completion (or until ``ctx.abort`` is set)."""
+
 
 class Executor(ABC):
     """A client-side handler of tasks sent by workflows."""
 
+    @abstractmethod
+    def execute(self, task: str, data: ModelMessage, ctx: TaskContext) -> ModelMessage:
+        """Handle one task and return its result; raise to report an execution error."""
+
 
 class Aggregator(ABC):
-    """Combines client results into one result per round."""
+    """Combines client results into one result per round, as they arrive."""
+
+    @abstractmethod
+    def accept(self, site: str, result: ModelMessage, ctx: RunContext) -> bool:
+        """Fold one client's result in; return False when it is rejected."""
+
+    @abstractmethod
+    def aggregate(self, ctx: RunContext) -> ModelMessage:
+        """Return the aggregate of everything accepted since the last reset."""
+
+    @abstractmethod
+    def reset(self, ctx: RunContext) -> None:
+        """Forget everything accepted so far."""
 
 
 class ModelPersistor(ABC):
     """Loads the initial global model and saves global models."""
 
+    @abstractmethod
+    def load(self, ctx: RunContext) -> ModelMessage:
+        """Return the initial (or, on resume, the last saved) global model."""
+
+    @abstractmethod
+    def save(self, model: ModelMessage, ctx: RunContext) -> None:
+        """Save the current global model."""
+
 
 class ShareableGenerator(ABC):
-    """Converts between the global model and the message sent to clients."""
+    """Converts between the global model and the data sent to clients."""
+
+    @abstractmethod
+    def to_task_data(self, global_model: ModelMessage, ctx: RunContext) -> ModelMessage:
+        """Return the task data that carries ``global_model`` to the clients."""
+
+    @abstractmethod
+    def update(self, global_model: ModelMessage, aggregate: ModelMessage, ctx: RunContext) -> ModelMessage:
+        """Return the new global model from the old one and the round's aggregate."""
 
 
 class Filter(ABC):
     """Transforms task data or task results on their way between server and client."""
 
+    @abstractmethod
+    def process(self, data: ModelMessage, ctx: TaskContext) -> ModelMessage:
+        """Return the filtered message."""
+
 
 class ModelLocator(ABC):
     """Finds server-side models by name (for cross-site evaluation)."""
+
+    @abstractmethod
+    def model_names(self, ctx: RunContext) -> list[str]:
+        """Return the names of the models available."""
+
+    @abstractmethod
+    def locate(self, name: str, ctx: RunContext) -> ModelMessage | None:
+        """Return the model called ``name``, or None."""
 
 
 class Pipe(ABC):

@@ -99,6 +99,13 @@ PARTS = textwrap.dedent(
             raise ValueError(f"size {size} is too big")
 
 
+    class Ensemble:
+        def __init__(self, members: list[Any], by_name: dict[str, Any] | None = None) -> None:
+            ORDER.append("Ensemble")
+            self.members = members
+            self.by_name = by_name
+
+
     class Chain:
         def __init__(self, next_id: Annotated[str, Ref()] = "") -> None:
             self.next_id = next_id

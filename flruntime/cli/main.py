@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every verb registered."""
-    from flruntime.cli import job, validate
+    from flruntime.cli import job, simulate, validate
 
     epilog = "exit codes:\n" + "\n".join(f"  {int(c):>3}  {c.help}" for c in ExitCode)
     parser = _Parser(
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.required = True
     validate.register(verbs)
     job.register(verbs)
+    simulate.register(verbs)
     return parser
 
 

@@ -64,6 +64,18 @@ class SiteGraph:
     task_data_filters: list[FilterChain] = field(default_factory=list)
     task_result_filters: list[FilterChain] = field(default_factory=list)
 
+    def objects(self) -> list[Any]:
+        """Every built object once, in build order: components, workflows, executors, then filters."""
+        out: list[Any] = []
+        seen: set[int] = set()
+        items = [*self.components.values(), *(ex for _, ex in self.executors)]
+        items += [f for chain in (*self.task_data_filters, *self.task_result_filters) for f in chain.filters]
+        for obj in items:
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                out.append(obj)
+        return out
+
     def get(self, component_id: str, role: type[T]) -> T:
         """Return the component ``component_id``, checked to be a ``role``.
 

@@ -12,7 +12,12 @@ from functools import cache
 from importlib.metadata import entry_points
 
 #: Short name → flruntime class path of the built-in components.
-BUILTIN_NAMES: dict[str, str] = {}
+BUILTIN_NAMES: dict[str, str] = {
+    "ScatterAndGather": "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
+    "FedAvg": "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
+    "InTimeAccumulateWeightedAggregator": "flruntime.components.aggregators.intime.InTimeAccumulateWeightedAggregator",
+    "FullModelShareableGenerator": "flruntime.components.shareables.full_model.FullModelShareableGenerator",
+}
 
 ENTRY_POINT_GROUP = "flruntime.components"
 

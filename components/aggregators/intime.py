@@ -1,0 +1,96 @@
+"""The in-time weighted aggregator (NVFlare's ``InTimeAccumulateWeightedAggregator``)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Literal
+
+from flruntime.components.aggregators.weighted import WeightedSum
+from flruntime.roles import Aggregator
+from flruntime.runtime.context import RunContext
+from flruntime.runtime.messages import MetaKey, ModelMessage, ParamsType
+
+log = logging.getLogger(__name__)
+
+DataKind = Literal["WEIGHTS", "WEIGHT_DIFF"]
+_KIND_OF = {"WEIGHTS": ParamsType.FULL, "WEIGHT_DIFF": ParamsType.DIFF}
+
+
+class InTimeAccumulateWeightedAggregator(Aggregator):
+    """Averages client results as they arrive, weighted by local steps and per-site weights.
+
+    Args:
+        exclude_vars: a regular expression; variables it matches (``re.search``) are left out of the result.
+        aggregation_weights: per-site weights (default 1.0 for every site).
+        expected_data_kind: ``WEIGHT_DIFF`` (clients send differences) or ``WEIGHTS`` (full models).
+        weigh_by_local_iter: weight each result by its ``NUM_STEPS_CURRENT_ROUND`` meta (1.0 when absent).
+    """
+
+    def __init__(
+        self,
+        exclude_vars: str | None = None,
+        aggregation_weights: dict[str, float] | None = None,
+        expected_data_kind: DataKind = "WEIGHT_DIFF",
+        weigh_by_local_iter: bool = True,
+    ) -> None:
+        if expected_data_kind not in _KIND_OF:
+            raise ValueError(f"expected_data_kind must be WEIGHTS or WEIGHT_DIFF, got {expected_data_kind!r}")
+        self.exclude = re.compile(exclude_vars) if exclude_vars else None
+        self.aggregation_weights = dict(aggregation_weights or {})
+        self.expected = _KIND_OF[expected_data_kind]
+        self.weigh_by_local_iter = weigh_by_local_iter
+        self._lock = threading.Lock()
+        self._sum = WeightedSum()
+        self._sites: set[str] = set()
+        self._missing_steps: dict[str, int] = {}
+
+    def weight_of(self, site: str, result: ModelMessage) -> float:
+        """Return the weight of one result: the site's weight × its local steps (when weighing by them)."""
+        weight = float(self.aggregation_weights.get(site, 1.0))
+        if self.weigh_by_local_iter:
+            steps = result.meta.get(MetaKey.NUM_STEPS_CURRENT_ROUND)
+            if steps is None:
+                n = self._missing_steps[site] = self._missing_steps.get(site, 0) + 1
+                if n <= 3:
+                    log.warning("result from %s has no %s; weighing it 1.0", site, MetaKey.NUM_STEPS_CURRENT_ROUND)
+                steps = 1.0
+            weight *= float(steps)
+        return weight
+
+    def accept(self, site: str, result: ModelMessage, ctx: RunContext) -> bool:
+        """Fold one result in; reject wrong kinds, empty params, other rounds and second contributions."""
+        if result.params is None:
+            log.warning("rejecting result from %s: it has no parameters", site)
+            return False
+        if result.params_type != self.expected:
+            want = "WEIGHT_DIFF" if self.expected is ParamsType.DIFF else "WEIGHTS"
+            log.warning("rejecting result from %s: expected %s but got %s", site, want, result.params_type)
+            return False
+        if ctx.current_round is not None and result.current_round not in (None, ctx.current_round):
+            log.warning(
+                "rejecting result from %s: it is for round %s, not %s", site, result.current_round, ctx.current_round
+            )
+            return False
+        with self._lock:
+            if site in self._sites:
+                log.warning("rejecting a second result from %s in this round", site)
+                return False
+            self._sites.add(site)
+            self._sum.add(result.params, self.weight_of(site, result), self.exclude)
+        return True
+
+    def aggregate(self, ctx: RunContext) -> ModelMessage:
+        """Return the weighted mean of the accepted results (same params type as they had)."""
+        with self._lock:
+            params = self._sum.mean()
+            return ModelMessage(
+                params, self.expected, meta={"num_contributions": self._sum.count}, current_round=ctx.current_round
+            )
+
+    def reset(self, ctx: RunContext) -> None:
+        """Start a new round."""
+        with self._lock:
+            self._sum = WeightedSum()
+            self._sites = set()

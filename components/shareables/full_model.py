@@ -1,0 +1,27 @@
+"""The full-model shareable generator (NVFlare's ``FullModelShareableGenerator``)."""
+
+from __future__ import annotations
+
+from flruntime.roles import ShareableGenerator
+from flruntime.runtime.context import RunContext
+from flruntime.runtime.messages import ModelMessage, ParamsType
+
+
+class FullModelShareableGenerator(ShareableGenerator):
+    """Sends the whole global model; applies aggregates of full weights (replace) or of differences (add)."""
+
+    def to_task_data(self, global_model: ModelMessage, ctx: RunContext) -> ModelMessage:
+        """Return the global model's parameters as FULL task data."""
+        return ModelMessage(dict(global_model.params or {}), ParamsType.FULL, meta=dict(global_model.meta))
+
+    def update(self, global_model: ModelMessage, aggregate: ModelMessage, ctx: RunContext) -> ModelMessage:
+        """Replace the variables an aggregate of FULL weights has, or add an aggregate of DIFFs."""
+        params = dict(global_model.params or {})
+        if aggregate.params_type == ParamsType.FULL:
+            params.update(aggregate.params or {})
+        else:
+            for name, diff in (aggregate.params or {}).items():
+                if name not in params:
+                    raise KeyError(f"the aggregated difference has variable '{name}' the global model lacks")
+                params[name] = (params[name] + diff).astype(params[name].dtype, copy=False)
+        return ModelMessage(params, ParamsType.FULL, meta=dict(global_model.meta), current_round=ctx.current_round)

@@ -1,0 +1,52 @@
+"""``flruntime simulate JOB_DIR``: run a whole job in one process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from flruntime.cli.common import add_allow_option, add_override_option, overrides_of, policy_of
+from flruntime.exit_codes import ExitCode
+
+
+def register(verbs: Any) -> None:
+    """Add the ``simulate`` verb."""
+    p = verbs.add_parser("simulate", help="run a job in the simulator (one process, clients as threads)")
+    p.add_argument("job_dir", metavar="JOB_DIR")
+    p.add_argument("-n", "--n-clients", type=int, help="simulate clients site-1 .. site-N")
+    p.add_argument("-c", "--clients", help="comma-separated client names (instead of -n)")
+    p.add_argument("-t", "--threads", type=int, help="run at most this many client tasks at once")
+    p.add_argument("-w", "--workspace", help="workspace folder (default: /tmp/flruntime/simulate/<job name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the workspace from its last model")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the final summary")
+    add_override_option(p)
+    add_allow_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate the job and return 0 when it completed."""
+    from flruntime.runtime.simulator import simulate
+
+    clients = [c.strip() for c in args.clients.split(",") if c.strip()] if args.clients else None
+    result = simulate(
+        args.job_dir,
+        n_clients=args.n_clients,
+        clients=clients,
+        threads=args.threads,
+        workspace=args.workspace,
+        overrides=overrides_of(args),
+        policy=policy_of(args),
+        resume=args.resume,
+        progress=None if args.quiet else sys.stderr,
+    )
+    if args.quiet:
+        print(f"{result.job}: {result.status}; results in {result.workspace}/results.json")
+    if not result.ok:
+        print(
+            f"flruntime: the job did not complete: {result.error or result.status} "
+            f"(see {result.workspace}/server/log.txt)",
+            file=sys.stderr,
+        )
+    return int(ExitCode.OK if result.ok else ExitCode.JOB_FAILED)

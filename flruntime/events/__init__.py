@@ -1,0 +1,1 @@
+"""Events: typed names and a per-engine bus with removable handles."""

@@ -1,0 +1,207 @@
+"""Tasks from server workflows to clients, and results back: the server side of every transport.
+
+A workflow posts a task for some clients and waits for their results with
+:meth:`Communicator.broadcast_and_wait`. Clients pull their next task and submit results through a
+transport, which calls :meth:`Communicator.pull` and :meth:`Communicator.submit`. Each result is
+handed to the workflow's callback as it arrives (so aggregation happens in time, with memory
+O(model)); results that come after the workflow stopped waiting, or twice, are reported and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flruntime.runtime.messages import ModelMessage, Task, TaskResult
+
+log = logging.getLogger(__name__)
+
+ResultCallback = Callable[[TaskResult], None]
+
+
+class Shutdown:
+    """Returned by :meth:`Communicator.pull` when the job has ended and the client should stop."""
+
+
+SHUTDOWN = Shutdown()
+
+
+@dataclass
+class _Group:
+    """One broadcast: its tasks by id, the results so far, and how it waits."""
+
+    name: str
+    targets: list[str]
+    task_ids: dict[str, str]
+    on_result: ResultCallback | None
+    results: dict[str, TaskResult] = field(default_factory=dict)
+    open: bool = True
+    min_reached_at: float | None = None
+
+
+@dataclass
+class LateResult:
+    """A result that arrived after its task was closed, kept for reporting."""
+
+    site: str
+    task: str
+    reason: str
+
+
+class Communicator:
+    """Holds standing tasks per client and routes results to the waiting workflow."""
+
+    def __init__(self, clients: Iterable[str] = ()) -> None:
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[Task]] = {}
+        self._groups: dict[str, _Group] = {}
+        self._closed_tasks: dict[str, str] = {}
+        self._shutdown = False
+        self.late: list[LateResult] = []
+        self.last_seen: dict[str, float] = {}
+        for site in clients:
+            self.register(site)
+
+    # --- client side (called by transports) ---------------------------------------------------------
+
+    def register(self, site: str) -> None:
+        """Add a client that will pull tasks."""
+        with self._cond:
+            self._queues.setdefault(site, deque())
+            self.last_seen[site] = time.monotonic()
+            self._cond.notify_all()
+
+    def clients(self) -> list[str]:
+        """The clients registered so far, in registration order."""
+        with self._cond:
+            return list(self._queues)
+
+    def pull(self, site: str, timeout: float) -> Task | Shutdown | None:
+        """Return the next task for ``site``, waiting up to ``timeout`` seconds; SHUTDOWN when the job ended."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self.last_seen[site] = time.monotonic()
+            queue = self._queues.setdefault(site, deque())
+            while not queue and not self._shutdown:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            if queue:
+                return queue.popleft()
+            return SHUTDOWN
+
+    def submit(self, result: TaskResult) -> bool:
+        """Deliver a client's result; returns False when it was late or a duplicate (and is dropped)."""
+        with self._cond:
+            self.last_seen[result.site] = time.monotonic()
+            group = self._groups.get(result.task_id)
+            if group is None:
+                reason = "its task was already closed" if result.task_id in self._closed_tasks else "unknown task"
+                self.late.append(LateResult(result.site, result.name, reason))
+                log.warning("dropping result of task '%s' from %s: %s", result.name, result.site, reason)
+                return False
+            if result.site in group.results or group.task_ids.get(result.site) != result.task_id:
+                self.late.append(LateResult(result.site, result.name, "duplicate"))
+                log.warning("dropping duplicate result of task '%s' from %s", result.name, result.site)
+                return False
+            group.results[result.site] = result
+            if group.on_result is not None:
+                try:
+                    group.on_result(result)
+                except Exception:
+                    log.exception("processing the result of '%s' from %s failed", result.name, result.site)
+            self._cond.notify_all()
+            return True
+
+    def shutdown(self) -> None:
+        """End the job: every client's next pull returns SHUTDOWN."""
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()
+
+    # --- server side (called by workflows) ------------------------------------------------------
+
+    def broadcast_and_wait(
+        self,
+        task_name: str,
+        data: ModelMessage | Callable[[str], ModelMessage],
+        *,
+        targets: list[str] | None = None,
+        min_responses: int | None = None,
+        wait_time_after_min_received: float = 0.0,
+        timeout: float = 0.0,
+        headers: dict[str, Any] | None = None,
+        on_result: ResultCallback | None = None,
+        abort: threading.Event | None = None,
+    ) -> dict[str, TaskResult]:
+        """Send a task to clients and wait for their results.
+
+        Args:
+            task_name: the task.
+            data: the task data, or a function giving each target its own data.
+            targets: clients to send to (default: every registered client).
+            min_responses: results needed before the wait may end early (default: all targets).
+            wait_time_after_min_received: once ``min_responses`` arrived, wait this much longer for the rest.
+            timeout: stop waiting after this many seconds (0: no limit).
+            headers: headers sent with the task (clients echo them back).
+            on_result: called with each result as it arrives, under the communicator's lock.
+            abort: stop waiting when set.
+
+        Returns:
+            The results received, by site.
+        """
+        sites = list(targets) if targets is not None else self.clients()
+        need = len(sites) if min_responses is None else min(min_responses, len(sites))
+        group = _Group(task_name, sites, {}, on_result)
+        start = time.monotonic()
+        with self._cond:
+            for site in sites:
+                task_id = uuid.uuid4().hex
+                payload = data(site) if callable(data) else data
+                group.task_ids[site] = task_id
+                self._groups[task_id] = group
+                self._queues.setdefault(site, deque()).append(Task(task_id, task_name, payload, dict(headers or {})))
+            self._cond.notify_all()
+            while True:
+                now = time.monotonic()
+                got = len(group.results)
+                if got >= need and group.min_reached_at is None:
+                    group.min_reached_at = now
+                if got == len(sites):
+                    break
+                if abort is not None and abort.is_set():
+                    break
+                waits = [0.5]
+                if group.min_reached_at is not None:
+                    left = group.min_reached_at + wait_time_after_min_received - now
+                    if left <= 0:
+                        break
+                    waits.append(left)
+                if timeout > 0:
+                    left = start + timeout - now
+                    if left <= 0:
+                        log.warning(
+                            "task '%s' timed out after %.1f s with %d/%d results", task_name, timeout, got, len(sites)
+                        )
+                        break
+                    waits.append(left)
+                self._cond.wait(min(waits))
+            self._close(group)
+            return dict(group.results)
+
+    def _close(self, group: _Group) -> None:
+        group.open = False
+        for site, task_id in group.task_ids.items():
+            self._groups.pop(task_id, None)
+            self._closed_tasks[task_id] = site
+            queue = self._queues.get(site)
+            if queue:  # withdraw tasks nobody picked up
+                for task in [t for t in queue if t.task_id == task_id]:
+                    queue.remove(task)

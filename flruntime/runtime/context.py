@@ -1,0 +1,90 @@
+"""Typed contexts handed to components: the run, a server workflow's view, one task."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flruntime.events.bus import EventBus
+
+if TYPE_CHECKING:
+    from flruntime.runtime.communicator import Communicator
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunContext:
+    """One site's view of a running job.
+
+    Attributes:
+        job_id: the job's id.
+        site: this site's name (``server`` or a client name).
+        workspace: this site's folder for the job (models, logs, results).
+        app_dir: the app folder (config/ and custom/).
+        bus: this site's event bus.
+        abort: set when the job is being aborted.
+        components: the site's components by id.
+        resume: True when the run continues an earlier one from its last saved state.
+        current_round: the round being run (set by the workflow).
+        total_rounds: the number of rounds (set by the workflow).
+    """
+
+    job_id: str
+    site: str
+    workspace: Path
+    app_dir: Path
+    bus: EventBus
+    abort: threading.Event = field(default_factory=threading.Event)
+    components: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    current_round: int | None = None
+    total_rounds: int | None = None
+
+    def component(self, component_id: str, role: type[T]) -> T:
+        """Return component ``component_id`` as a ``role`` (the validator has proven it exists)."""
+        obj = self.components.get(component_id)
+        if not isinstance(obj, role):
+            raise KeyError(f"{self.site}: no {role.__name__} with id '{component_id}'")
+        return obj
+
+
+@dataclass
+class ServerContext(RunContext):
+    """What a workflow sees: the run plus the communicator that reaches the clients."""
+
+    comm: Communicator | None = None
+
+    @property
+    def communicator(self) -> Communicator:
+        """The communicator (always set by the server engine)."""
+        assert self.comm is not None
+        return self.comm
+
+
+@dataclass
+class TaskContext:
+    """What an executor or filter sees while one task runs."""
+
+    run: RunContext
+    task_name: str
+    task_id: str
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def site(self) -> str:
+        """This site's name."""
+        return self.run.site
+
+    @property
+    def abort(self) -> threading.Event:
+        """Set when the task or the job is aborted."""
+        return self.run.abort
+
+    @property
+    def current_round(self) -> int | None:
+        """The round this task belongs to (from the task's headers)."""
+        value = self.headers.get("current_round")
+        return int(value) if value is not None else None

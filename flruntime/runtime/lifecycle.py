@@ -1,0 +1,33 @@
+"""Starting and stopping a site's components: ``setup`` at the start of a run, ``teardown`` at the end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from flruntime.events.types import EventType
+from flruntime.runtime.context import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def start_components(objects: Iterable[Any], ctx: RunContext) -> None:
+    """Call ``setup(ctx)`` on every object that has it (build order), then fire START_RUN."""
+    for obj in objects:
+        setup = getattr(obj, "setup", None)
+        if callable(setup):
+            setup(ctx)
+    ctx.bus.fire(EventType.START_RUN)
+
+
+def stop_components(objects: Iterable[Any], ctx: RunContext) -> None:
+    """Fire END_RUN, then call ``teardown(ctx)`` on every object that has it (reverse build order)."""
+    ctx.bus.fire(EventType.END_RUN)
+    for obj in reversed(list(objects)):
+        teardown = getattr(obj, "teardown", None)
+        if callable(teardown):
+            try:
+                teardown(ctx)
+            except Exception:
+                log.exception("%s: teardown of %s failed", ctx.site, type(obj).__name__)

@@ -1,0 +1,78 @@
+"""The server engine: runs a job's workflows in order against a communicator."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from flruntime.graph.builder import SiteGraph
+from flruntime.graph.locate import job_imports
+from flruntime.runtime.communicator import Communicator
+from flruntime.runtime.context import ServerContext
+from flruntime.runtime.lifecycle import start_components, stop_components
+
+log = logging.getLogger(__name__)
+
+
+class RunStatus(StrEnum):
+    """How a job ended (NVFlare's status names)."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "FINISHED:COMPLETED"
+    ABORTED = "FINISHED:ABORTED"
+    EXECUTION_EXCEPTION = "FINISHED:EXECUTION_EXCEPTION"
+
+
+@dataclass
+class ServerOutcome:
+    """What the server engine reports when a run ends."""
+
+    status: RunStatus
+    seconds: float
+    error: str = ""
+    workflows_run: list[str] = field(default_factory=list)
+
+
+class ServerEngine:
+    """Runs the workflows of one job on the server."""
+
+    def __init__(self, graph: SiteGraph, ctx: ServerContext, comm: Communicator) -> None:
+        self.graph = graph
+        self.ctx = ctx
+        self.comm = comm
+        ctx.comm = comm
+        ctx.components = graph.components
+
+    def abort(self) -> None:
+        """Ask the running workflow to stop; clients are told to stop when it has."""
+        self.ctx.abort.set()
+
+    def run(self) -> ServerOutcome:
+        """Start the components, run every workflow in order, stop the components and the clients."""
+        start = time.monotonic()
+        outcome = ServerOutcome(RunStatus.RUNNING, 0.0)
+        with job_imports(self.graph.custom_dir):
+            try:
+                start_components(self.graph.objects(), self.ctx)
+                for wid, workflow in self.graph.workflows:
+                    if self.ctx.abort.is_set():
+                        break
+                    log.info("server: workflow '%s' started", wid)
+                    workflow.run(self.ctx)
+                    outcome.workflows_run.append(wid)
+                    log.info("server: workflow '%s' finished", wid)
+                outcome.status = RunStatus.ABORTED if self.ctx.abort.is_set() else RunStatus.COMPLETED
+            except Exception as exc:
+                log.exception("server: the job failed")
+                outcome.status = RunStatus.EXECUTION_EXCEPTION
+                outcome.error = f"{type(exc).__name__}: {exc}"
+                self.ctx.abort.set()
+            finally:
+                try:
+                    stop_components(self.graph.objects(), self.ctx)
+                finally:
+                    self.comm.shutdown()
+        outcome.seconds = time.monotonic() - start
+        return outcome

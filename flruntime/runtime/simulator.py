@@ -1,0 +1,290 @@
+"""The simulator: a whole job in one process, clients as threads, the in-process transport.
+
+The same engines, components and messages as POC and production (every task and result goes through
+the wire codec); only the transport differs. Each site gets a folder in the workspace with its log,
+and the run ends with ``results.json`` at the workspace root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from flruntime.errors import ConfigError, UsageError
+from flruntime.events.bus import Event, EventBus
+from flruntime.events.types import EventType
+from flruntime.graph.locate import ImportPolicy
+from flruntime.runtime.client import ClientEngine
+from flruntime.runtime.communicator import Communicator
+from flruntime.runtime.context import RunContext, ServerContext
+from flruntime.runtime.server import RunStatus, ServerEngine
+from flruntime.transport.inprocess import InProcessConnection
+from flruntime.validation import build_job_site, validate_job
+
+SIM_JOB_ID = "simulate_job"
+MARKER = ".flruntime-workspace"
+RESULTS_FILE = "results.json"
+
+
+@dataclass
+class SimulationResult:
+    """The summary written to ``results.json``."""
+
+    job: str
+    status: str
+    workspace: str
+    clients: list[str]
+    rounds_completed: int = 0
+    num_rounds: int | None = None
+    seconds: float = 0.0
+    seconds_per_round: float | None = None
+    time_to_first_task: float | None = None
+    best_metric: float | None = None
+    error: str = ""
+    late_results: int = 0
+    bytes_to_clients: int = 0
+    bytes_to_server: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the job completed."""
+        return self.status == RunStatus.COMPLETED
+
+
+class _SiteFilter(logging.Filter):
+    """Passes records logged from a site's threads (thread names start with the site name)."""
+
+    def __init__(self, site: str) -> None:
+        super().__init__()
+        self.site = site
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.threadName or ""
+        if self.site == "server":
+            return name == "MainThread" or name.split(":")[0] == "server"
+        return name.split(":")[0] == self.site
+
+
+class _Progress:
+    """Prints round progress (round, clients done, seconds per round) from the server's events."""
+
+    def __init__(self, bus: EventBus, clients: int, out: TextIO | None) -> None:
+        self.out = out
+        self.clients = clients
+        self.round_start = 0.0
+        self.done = 0
+        self.rounds = 0
+        self.durations: list[float] = []
+        self.best: float | None = None
+        self.first_task: float | None = None
+        self.t0 = time.monotonic()
+        bus.subscribe(EventType.ROUND_STARTED, self.started)
+        bus.subscribe(EventType.AFTER_CONTRIBUTION_ACCEPT, self.contributed)
+        bus.subscribe(EventType.ROUND_DONE, self.finished)
+        bus.subscribe(EventType.GLOBAL_BEST_MODEL_AVAILABLE, self.best_model)
+
+    def _print(self, text: str, final: bool = False) -> None:
+        if self.out is None:
+            return
+        if self.out.isatty():
+            self.out.write("\r\033[K" + text + ("\n" if final else ""))
+        elif final:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def started(self, event: Event) -> None:
+        self.round_start = time.monotonic()
+        if self.first_task is None:
+            self.first_task = self.round_start - self.t0
+        self.done = 0
+        self._print(f"round {event.data['round']}: 0/{self.clients} clients done")
+
+    def contributed(self, event: Event) -> None:
+        self.done += 1
+        self._print(f"round in progress: {self.done}/{self.clients} clients done")
+
+    def finished(self, event: Event) -> None:
+        took = time.monotonic() - self.round_start
+        self.durations.append(took)
+        self.rounds += 1
+        got = len(event.data.get("contributors", []))
+        self._print(f"round {event.data['round']} done: {got}/{self.clients} clients, {took:.2f} s", final=True)
+
+    def best_model(self, event: Event) -> None:
+        metric = event.data.get("metric")
+        if isinstance(metric, (int, float)):
+            self.best = float(metric)
+
+
+def _client_names(job_dir: Path, n: int | None, clients: list[str] | None) -> list[str]:
+    report = validate_job(job_dir)
+    if clients:
+        names = clients
+    elif n:
+        names = [f"site-{i}" for i in range(1, n + 1)]
+    else:
+        names = report.job.client_sites()
+    if not names:
+        raise UsageError("no clients to simulate: pass -n N or -c site-1,site-2 (the deploy map names none)")
+    missing = [c for c in names if report.job.app_for(c) is None]
+    if missing:
+        raise UsageError(f"the job has no app for clients {', '.join(missing)} (check its deploy_map)")
+    if report.errors:
+        raise ConfigError(report.errors)
+    return names
+
+
+def _prepare_workspace(workspace: Path, resume: bool) -> None:
+    if workspace.exists() and not resume:
+        if any(workspace.iterdir()) and not (workspace / MARKER).exists():
+            raise UsageError(f"workspace '{workspace}' is not empty and was not made by flruntime; choose another -w")
+        shutil.rmtree(workspace)
+    if resume and not (workspace / MARKER).exists():
+        raise UsageError(f"nothing to resume in '{workspace}' (no earlier simulator run there)")
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / MARKER).write_text("flruntime simulator workspace\n", encoding="utf-8")
+
+
+def simulate(
+    job_dir: str | Path,
+    *,
+    n_clients: int | None = None,
+    clients: list[str] | None = None,
+    threads: int | None = None,
+    workspace: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    policy: ImportPolicy | None = None,
+    resume: bool = False,
+    progress: TextIO | None = sys.stderr,
+    serialize: bool = True,
+) -> SimulationResult:
+    """Run a job folder in the simulator.
+
+    Args:
+        job_dir: the job folder.
+        n_clients: simulate ``site-1`` … ``site-N``.
+        clients: simulate these client names (wins over ``n_clients``).
+        threads: at most this many tasks run at the same time (default: one per client).
+        workspace: where the run's folders go (default ``/tmp/flruntime/simulate/<job name>``).
+        overrides: variable overrides (``-o``).
+        policy: the import policy.
+        resume: continue the run in ``workspace`` from its last saved global model.
+        progress: where to print progress (None: quiet).
+        serialize: send every task and result through the wire codec.
+
+    Returns:
+        The run's summary (also written to ``<workspace>/results.json``).
+
+    Raises:
+        UsageError: bad clients, workspace or overrides.
+        ConfigError: the job is invalid.
+    """
+    root = Path(job_dir)
+    names = _client_names(root, n_clients, clients)
+    report = validate_job(root)
+    ws = Path(workspace) if workspace else Path("/tmp/flruntime/simulate") / report.job.name
+    _prepare_workspace(ws, resume)
+    policy = policy or ImportPolicy()
+    result = SimulationResult(report.job.name, RunStatus.RUNNING, str(ws), names)
+    handlers: list[logging.Handler] = []
+    root_logger = logging.getLogger()
+    old_level = root_logger.level
+    root_logger.setLevel(logging.INFO)
+    for site in ["server", *names]:
+        (ws / site).mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(ws / site / "log.txt", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_SiteFilter(site))
+        root_logger.addHandler(handler)
+        handlers.append(handler)
+    try:
+        return _run(root, names, ws, threads, dict(overrides or {}), policy, resume, progress, serialize, result)
+    finally:
+        for handler in handlers:
+            root_logger.removeHandler(handler)
+            handler.close()
+        root_logger.setLevel(old_level)
+
+
+def _run(
+    root: Path,
+    names: list[str],
+    ws: Path,
+    threads: int | None,
+    overrides: dict[str, Any],
+    policy: ImportPolicy,
+    resume: bool,
+    progress: TextIO | None,
+    serialize: bool,
+    result: SimulationResult,
+) -> SimulationResult:
+    start = time.monotonic()
+    server_graph = build_job_site(
+        root, "server", overrides=overrides, policy=policy, job_id=SIM_JOB_ID, workspace=str(ws / "server")
+    )
+    comm = Communicator()
+    abort = threading.Event()
+    server_ctx = ServerContext(
+        SIM_JOB_ID, "server", ws / "server", server_graph.app_dir, EventBus("server"), abort=abort, resume=resume
+    )
+    tracker = _Progress(server_ctx.bus, len(names), progress)
+    slots = threading.BoundedSemaphore(threads) if threads else None
+    engines, connections = [], []
+    for site in names:
+        graph = build_job_site(
+            root, site, overrides=overrides, policy=policy, job_id=SIM_JOB_ID, workspace=str(ws / site)
+        )
+        conn = InProcessConnection(comm, serialize=serialize)
+        ctx = RunContext(
+            SIM_JOB_ID, site, ws / site, graph.app_dir, EventBus(site), abort=threading.Event(), resume=resume
+        )
+        engines.append(ClientEngine(graph, ctx, conn, task_slots=slots))
+        connections.append(conn)
+        comm.register(site)
+    workers = [threading.Thread(target=e.run, name=f"{e.ctx.site}:engine", daemon=True) for e in engines]
+    for w in workers:
+        w.start()
+    server = ServerEngine(server_graph, server_ctx, comm)
+    try:
+        outcome = server.run()
+    except KeyboardInterrupt:
+        server.abort()
+        comm.shutdown()
+        raise
+    finally:
+        if abort.is_set():
+            for e in engines:
+                e.ctx.abort.set()
+        for w in workers:
+            w.join(timeout=60)
+    result.status = str(outcome.status)
+    result.error = outcome.error
+    result.seconds = round(time.monotonic() - start, 3)
+    result.rounds_completed = tracker.rounds
+    result.num_rounds = server_ctx.total_rounds
+    result.seconds_per_round = round(sum(tracker.durations) / len(tracker.durations), 4) if tracker.durations else None
+    result.time_to_first_task = round(tracker.first_task, 3) if tracker.first_task is not None else None
+    result.best_metric = tracker.best
+    result.late_results = len(comm.late)
+    result.bytes_to_clients = sum(c.bytes_down for c in connections)
+    result.bytes_to_server = sum(c.bytes_up for c in connections)
+    for name in ("FL_global_model.pt", "best_FL_global_model.pt", "cross_site_val/cross_val_results.json"):
+        if (ws / "server" / name).exists():
+            result.files[name] = str(ws / "server" / name)
+    (ws / RESULTS_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+    if progress is not None:
+        best = f", best metric {result.best_metric:.4g}" if result.best_metric is not None else ""
+        progress.write(
+            f"{result.job}: {result.status} after {result.rounds_completed} round(s) in "
+            f"{result.seconds:.1f} s{best}; results in {ws / RESULTS_FILE}\n"
+        )
+    return result

@@ -1,0 +1,1 @@
+"""How engines and processes talk: the wire codec and the transports."""
