@@ -8,6 +8,7 @@ import threading
 from typing import Literal
 
 from flruntime.components.aggregators.weighted import WeightedSum
+
 from flruntime.roles import Aggregator
 from flruntime.runtime.context import RunContext
 from flruntime.runtime.messages import MetaKey, ModelMessage, ParamsType

@@ -31,7 +31,7 @@ class WeightedSum:
             acc_dtype = np.float64 if arr.dtype.kind in "iub" or arr.dtype == np.float64 else np.float32
             if name not in self.total:
                 self.dtypes[name] = arr.dtype
-                self.total[name] = arr.astype(acc_dtype, copy=True) * weight
+                self.total[name] = np.multiply(arr, weight, dtype=acc_dtype)
                 self.weight[name] = weight
             else:
                 self.total[name] += arr * weight

@@ -10,10 +10,18 @@ rather than an import failure. The map grows as components land; the README's ta
 from __future__ import annotations
 
 #: NVFlare class path → flruntime class path.
+_OURS = "flruntime.components."
+
 NVFLARE_ALIASES: dict[str, str] = {
-    "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather": "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
-    "nvflare.app_common.aggregators.intime_accumulate_model_aggregator.InTimeAccumulateWeightedAggregator": "flruntime.components.aggregators.intime.InTimeAccumulateWeightedAggregator",
-    "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator": "flruntime.components.shareables.full_model.FullModelShareableGenerator",
+    "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather": (
+        _OURS + "workflows.scatter_and_gather.ScatterAndGather"
+    ),
+    "nvflare.app_common.aggregators.intime_accumulate_model_aggregator.InTimeAccumulateWeightedAggregator": (
+        _OURS + "aggregators.intime.InTimeAccumulateWeightedAggregator"
+    ),
+    "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator": (
+        _OURS + "shareables.full_model.FullModelShareableGenerator"
+    ),
 }
 
 #: Prefixes of class paths that belong to NVFlare or its MONAI integration.

@@ -195,7 +195,7 @@ def simulate(
     _prepare_workspace(ws, resume)
     policy = policy or ImportPolicy()
     result = SimulationResult(report.job.name, RunStatus.RUNNING, str(ws), names)
-    handlers: list[logging.Handler] = []
+    handlers: list[logging.FileHandler] = []
     root_logger = logging.getLogger()
     old_level = root_logger.level
     root_logger.setLevel(logging.INFO)
