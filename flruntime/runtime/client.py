@@ -13,6 +13,7 @@ from flruntime.graph.locate import job_imports
 from flruntime.runtime.communicator import Shutdown
 from flruntime.runtime.context import RunContext, TaskContext
 from flruntime.runtime.lifecycle import start_components, stop_components
+from flruntime.runtime.log_context import as_site
 from flruntime.runtime.messages import MetaKey, ModelMessage, ReturnCode, Task, TaskResult
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class ClientEngine:
 
     def run(self) -> None:
         """Serve tasks until the server says the job ended (or the job is aborted)."""
-        with job_imports(self.graph.custom_dir):
+        with as_site(self.ctx.site), job_imports(self.graph.custom_dir):
             start_components(self.graph.objects(), self.ctx)
             try:
                 self.conn.register(self.ctx.site)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flruntime.runtime.log_context import as_site
 from flruntime.runtime.messages import ModelMessage, Task, TaskResult
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ class Communicator:
             group.results[result.site] = result
             if group.on_result is not None:
                 try:
-                    group.on_result(result)
+                    with as_site("server"):
+                        group.on_result(result)
                 except Exception:
                     log.exception("processing the result of '%s' from %s failed", result.name, result.site)
             self._cond.notify_all()

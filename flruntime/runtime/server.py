@@ -12,6 +12,7 @@ from flruntime.graph.locate import job_imports
 from flruntime.runtime.communicator import Communicator
 from flruntime.runtime.context import ServerContext
 from flruntime.runtime.lifecycle import start_components, stop_components
+from flruntime.runtime.log_context import as_site
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class ServerEngine:
         """Start the components, run every workflow in order, stop the components and the clients."""
         start = time.monotonic()
         outcome = ServerOutcome(RunStatus.RUNNING, 0.0)
-        with job_imports(self.graph.custom_dir):
+        with as_site(self.ctx.site), job_imports(self.graph.custom_dir):
             try:
                 start_components(self.graph.objects(), self.ctx)
                 for wid, workflow in self.graph.workflows:

@@ -25,6 +25,7 @@ from flruntime.graph.locate import ImportPolicy
 from flruntime.runtime.client import ClientEngine
 from flruntime.runtime.communicator import Communicator
 from flruntime.runtime.context import RunContext, ServerContext
+from flruntime.runtime.log_context import site_of
 from flruntime.runtime.server import RunStatus, ServerEngine
 from flruntime.transport.inprocess import InProcessConnection
 from flruntime.validation import build_job_site, validate_job
@@ -68,10 +69,7 @@ class _SiteFilter(logging.Filter):
         self.site = site
 
     def filter(self, record: logging.LogRecord) -> bool:
-        name = record.threadName or ""
-        if self.site == "server":
-            return name == "MainThread" or name.split(":")[0] == "server"
-        return name.split(":")[0] == self.site
+        return site_of(record.threadName or "") == self.site
 
 
 class _Progress:
