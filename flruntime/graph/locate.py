@@ -12,6 +12,7 @@ import difflib
 import importlib
 import pkgutil
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,39 +83,55 @@ class Located:
     via: str
 
 
+_scopes_lock = threading.Lock()
+_scopes: dict[str, tuple[int, dict[str, ModuleType], bool]] = {}
+
+
 @contextmanager
 def job_imports(custom_dir: Path | None) -> Iterator[None]:
     """Make ``custom_dir``'s modules importable for one job only.
 
     While active, the folder is first on ``sys.path`` and modules of the same names cached by
-    another job are hidden; on exit the folder leaves ``sys.path`` and the job's modules leave
-    ``sys.modules`` (objects already built keep their classes).
+    another job are hidden; when the last user of the folder leaves, it leaves ``sys.path`` and the
+    job's modules leave ``sys.modules`` (objects already built keep their classes). Scopes for the
+    same folder nest and may be entered from several threads (the simulator's sites); two *different*
+    jobs whose custom modules share names must not run in one process at the same time.
     """
     if custom_dir is None or not custom_dir.is_dir():
         yield
         return
-    names = {m.name for m in pkgutil.iter_modules([str(custom_dir)])}
+    entry = str(custom_dir)
+    names = {m.name for m in pkgutil.iter_modules([entry])}
 
     def ours(mod: str) -> bool:
         return mod.split(".")[0] in names
 
-    hidden = {k: v for k, v in sys.modules.items() if ours(k)}
-    for k in hidden:
-        del sys.modules[k]
-    entry = str(custom_dir)
-    sys.path.insert(0, entry)
-    importlib.invalidate_caches()
-    bytecode = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # leave no __pycache__ in the user's job folder
+    with _scopes_lock:
+        count, hidden, bytecode = _scopes.get(entry, (0, {}, sys.dont_write_bytecode))
+        if count == 0:
+            hidden = {k: v for k, v in sys.modules.items() if ours(k)}
+            for k in hidden:
+                del sys.modules[k]
+            sys.path.insert(0, entry)
+            importlib.invalidate_caches()
+            bytecode = sys.dont_write_bytecode
+            sys.dont_write_bytecode = True  # leave no __pycache__ in the user's job folder
+        _scopes[entry] = (count + 1, hidden, bytecode)
     try:
         yield
     finally:
-        sys.dont_write_bytecode = bytecode
-        if entry in sys.path:
-            sys.path.remove(entry)
-        for k in [k for k in sys.modules if ours(k)]:
-            del sys.modules[k]
-        sys.modules.update(hidden)
+        with _scopes_lock:
+            count, hidden, bytecode = _scopes[entry]
+            if count > 1:
+                _scopes[entry] = (count - 1, hidden, bytecode)
+            else:
+                del _scopes[entry]
+                sys.dont_write_bytecode = bytecode
+                if entry in sys.path:
+                    sys.path.remove(entry)
+                for k in [k for k in sys.modules if ours(k)]:
+                    del sys.modules[k]
+                sys.modules.update(hidden)
 
 
 def _nearest(name: str, candidates: list[str]) -> str:
