@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from typing import Protocol
+from typing import Any, Protocol
 
 from flruntime.events.types import EventType
 from flruntime.graph.builder import SiteGraph
@@ -31,6 +31,9 @@ class ServerConnection(Protocol):
     def submit(self, result: TaskResult) -> bool:
         """Send a result; False when the server dropped it."""
 
+    def send_event(self, site: str, name: str, data: dict[str, Any]) -> None:
+        """Send a federated event (JSON-compatible data) to the server."""
+
 
 class ClientEngine:
     """Runs one client site of a job."""
@@ -50,6 +53,7 @@ class ClientEngine:
         self.poll_timeout = poll_timeout
         self.tasks_done = 0
         ctx.components = graph.components
+        ctx.fed_event_sink = lambda name, data: conn.send_event(ctx.site, name, data)
 
     def run(self) -> None:
         """Serve tasks until the server says the job ended (or the job is aborted)."""

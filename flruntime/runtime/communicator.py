@@ -66,6 +66,7 @@ class Communicator:
         self._shutdown = False
         self.late: list[LateResult] = []
         self.last_seen: dict[str, float] = {}
+        self.event_sink: Callable[[str, str, dict[str, Any]], None] | None = None
         for site in clients:
             self.register(site)
 
@@ -121,6 +122,15 @@ class Communicator:
                     log.exception("processing the result of '%s' from %s failed", result.name, result.site)
             self._cond.notify_all()
             return True
+
+    def deliver_event(self, site: str, name: str, data: dict[str, Any]) -> None:
+        """Hand a client's federated event to the server's event sink (dropped when there is none)."""
+        sink = self.event_sink
+        if sink is None:
+            log.debug("dropping event %s from %s: the server is not running", name, site)
+            return
+        with as_site("server"):
+            sink(site, name, data)
 
     def shutdown(self) -> None:
         """End the job: every client's next pull returns SHUTDOWN."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,6 +43,15 @@ class RunContext:
     resume: bool = False
     current_round: int | None = None
     total_rounds: int | None = None
+    fed_event_sink: Callable[[str, dict[str, Any]], None] | None = None
+
+    def fire_fed_event(self, name: str, data: dict[str, Any]) -> None:
+        """Send an event to the server (from a client): it fires there as ``name`` with this site as origin.
+
+        ``data`` must be JSON-compatible. On the server, or before the engine is connected, it is dropped.
+        """
+        if self.fed_event_sink is not None:
+            self.fed_event_sink(name, data)
 
     def component(self, component_id: str, role: type[T]) -> T:
         """Return component ``component_id`` as a ``role`` (the validator has proven it exists)."""

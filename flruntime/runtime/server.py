@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from flruntime.graph.builder import SiteGraph
 from flruntime.graph.locate import job_imports
@@ -46,6 +47,9 @@ class ServerEngine:
         ctx.comm = comm
         ctx.components = graph.components
 
+    def _on_client_event(self, site: str, name: str, data: dict[str, Any]) -> None:
+        self.ctx.bus.fire(name, origin=site, **data)
+
     def abort(self) -> None:
         """Ask the running workflow to stop; clients are told to stop when it has."""
         self.ctx.abort.set()
@@ -57,6 +61,7 @@ class ServerEngine:
         with as_site(self.ctx.site), job_imports(self.graph.custom_dir):
             try:
                 start_components(self.graph.objects(), self.ctx)
+                self.comm.event_sink = self._on_client_event
                 for wid, workflow in self.graph.workflows:
                     if self.ctx.abort.is_set():
                         break
@@ -71,6 +76,7 @@ class ServerEngine:
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 self.ctx.abort.set()
             finally:
+                self.comm.event_sink = None
                 try:
                     stop_components(self.graph.objects(), self.ctx)
                 finally:

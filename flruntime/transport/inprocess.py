@@ -6,6 +6,9 @@ could not cross a real network fails here too, and clients never share arrays wi
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from flruntime.runtime.communicator import Communicator, Shutdown
 from flruntime.runtime.messages import Task, TaskResult
 from flruntime.transport.codec import decode, encode
@@ -34,6 +37,12 @@ class InProcessConnection:
         decoded = decode(wire)
         assert isinstance(decoded, Task)
         return decoded
+
+    def send_event(self, site: str, name: str, data: dict[str, Any]) -> None:
+        """Send a federated event; its data crosses as JSON, as it would over the network."""
+        if self.serialize:
+            data = json.loads(json.dumps(data))
+        self.comm.deliver_event(site, name, data)
 
     def submit(self, result: TaskResult) -> bool:
         """Submit a result (encoded and decoded when ``serialize``)."""
