@@ -22,6 +22,11 @@ NVFLARE_ALIASES: dict[str, str] = {
     "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator": (
         _OURS + "shareables.full_model.FullModelShareableGenerator"
     ),
+    "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": (
+        _OURS + "tracking.convert_to_fed_event.ConvertToFedEvent"
+    ),
+    "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver": _OURS + "tracking.mlflow_receiver.MLflowReceiver",
+    "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver": _OURS + "tracking.tb_receiver.TBAnalyticsReceiver",
 }
 
 #: Prefixes of class paths that belong to NVFlare or its MONAI integration.

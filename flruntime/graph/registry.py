@@ -17,6 +17,9 @@ BUILTIN_NAMES: dict[str, str] = {
     "FedAvg": "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
     "InTimeAccumulateWeightedAggregator": "flruntime.components.aggregators.intime.InTimeAccumulateWeightedAggregator",
     "FullModelShareableGenerator": "flruntime.components.shareables.full_model.FullModelShareableGenerator",
+    "ConvertToFedEvent": "flruntime.components.tracking.convert_to_fed_event.ConvertToFedEvent",
+    "MLflowReceiver": "flruntime.components.tracking.mlflow_receiver.MLflowReceiver",
+    "TBAnalyticsReceiver": "flruntime.components.tracking.tb_receiver.TBAnalyticsReceiver",
 }
 
 ENTRY_POINT_GROUP = "flruntime.components"

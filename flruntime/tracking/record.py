@@ -72,8 +72,15 @@ class AnalyticsRecord:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, tag: str, value: Any, data_type: AnalyticsDataType, writer: LogWriterName,
-             step: int | None = None, **kwargs: Any) -> AnalyticsRecord:
+    def make(
+        cls,
+        tag: str,
+        value: Any,
+        data_type: AnalyticsDataType,
+        writer: LogWriterName,
+        step: int | None = None,
+        **kwargs: Any,
+    ) -> AnalyticsRecord:
         """Build and validate a record (numbers become floats; NaN and infinities are refused).
 
         Raises:
@@ -102,15 +109,26 @@ class AnalyticsRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form sent between sites."""
-        return {"tag": self.tag, "value": self.value, "data_type": str(self.data_type), "writer": str(self.writer),
-                "step": self.step, "kwargs": self.kwargs}
+        return {
+            "tag": self.tag,
+            "value": self.value,
+            "data_type": str(self.data_type),
+            "writer": str(self.writer),
+            "step": self.step,
+            "kwargs": self.kwargs,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AnalyticsRecord:
         """Rebuild (and re-validate) a record from its JSON form."""
-        return cls.make(data["tag"], data["value"], AnalyticsDataType(data["data_type"]),
-                        LogWriterName(data.get("writer", LogWriterName.TORCH_TB)), data.get("step"),
-                        **(data.get("kwargs") or {}))
+        return cls.make(
+            data["tag"],
+            data["value"],
+            AnalyticsDataType(data["data_type"]),
+            LogWriterName(data.get("writer", LogWriterName.TORCH_TB)),
+            data.get("step"),
+            **(data.get("kwargs") or {}),
+        )
 
     def for_receiver(self, receiver: LogWriterName) -> AnalyticsRecord:
         """Return the record as a receiver of another style expects it (TB SCALAR ⇄ MLflow/W&B METRIC)."""
