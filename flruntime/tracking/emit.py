@@ -15,9 +15,8 @@ def emit(
     Local events reach site-side receivers and ``ConvertToFedEvent``; ``fed=True`` is NVFlare's
     ``fed_event`` switch of ``MetricRelay`` (the record goes to the server as ``fed.<event>``).
     """
-    data = {"record": record.to_dict()}
     if fed:
         name = event if event.startswith("fed.") else f"fed.{event}"
-        ctx.fire_fed_event(name, data)
+        ctx.fire_fed_event(name, {"record": record.to_dict()})
     else:
-        ctx.bus.fire(event, **data)
+        ctx.bus.fire(event, record=record.to_dict())
