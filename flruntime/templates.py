@@ -18,11 +18,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flruntime.config.job import CONFIG_NAMES, find_config
-from flruntime.config.source import config_suffix, load_file
+from flruntime.config.source import load_file
 from flruntime.config.variables import SECTIONS
+from flruntime.config.writer import write_config
 from flruntime.errors import UsageError
 from flruntime.problems import format_path
 from flruntime.validation import validate_job
@@ -117,19 +116,6 @@ def _config_files(job_dir: Path) -> list[Path]:
     return files
 
 
-def _write(path: Path, data: Any) -> Path:
-    """Write ``data`` back in the file's format; HOCON is rewritten as JSON (pyhocon cannot keep comments)."""
-    suffix = config_suffix(path)
-    if suffix in (".yaml", ".yml"):
-        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        return path
-    target = path if suffix == ".json" else path.with_name(path.name.split(".")[0] + ".json")
-    target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    if target != path:
-        path.unlink()
-    return target
-
-
 def apply_overrides(job_dir: Path, overrides: Mapping[str, Any]) -> None:
     """Set top-level variables in a job folder's files.
 
@@ -150,7 +136,7 @@ def apply_overrides(job_dir: Path, overrides: Mapping[str, Any]) -> None:
                 changed = True
         known |= {k for k in data if k not in SECTIONS}
         if changed:
-            _write(path, data)
+            write_config(path, data)
         for key in list(remaining):
             if key in data:
                 del remaining[key]

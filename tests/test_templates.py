@@ -45,7 +45,9 @@ def test_create_applies_overrides_with_their_type(tmp_path):
 
 
 def test_create_refuses_unknown_variable_and_leaves_nothing(tmp_path):
-    with pytest.raises(UsageError, match=r"'num_round' is not a variable of this template \(did you mean 'num_rounds'\?\)"):
+    with pytest.raises(
+        UsageError, match=r"'num_round' is not a variable of this template \(did you mean 'num_rounds'\?\)"
+    ):
         create_job("custom_components", tmp_path / "j", overrides={"num_round": 3})
     assert not (tmp_path / "j").exists()
 
@@ -95,3 +97,14 @@ def test_validating_leaves_no_bytecode_in_the_job(tmp_path):
     job = create_job("custom_components", tmp_path / "j")
     flruntime.build_job_site(job, "server")
     assert not list(job.rglob("__pycache__"))
+
+
+def test_custom_components_template_runs_to_the_clients_mean_target(tmp_path):
+    import numpy as np
+
+    from flruntime.runtime.simulator import simulate
+
+    job = create_job("custom_components", tmp_path / "j", overrides={"num_rounds": 30, "lr": 0.5})
+    result = simulate(job, n_clients=3, workspace=tmp_path / "ws", progress=None)
+    assert result.ok
+    np.testing.assert_allclose(np.load(tmp_path / "ws" / "server" / "model.npy"), 2.0, rtol=1e-5)
