@@ -6,7 +6,7 @@ SOURCES := flruntime components schemas tests bench
 .PHONY: install test lint typecheck bench
 
 install:
-	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) install --quiet --disable-pip-version-check -e '.[dev,pt,tracking]'
 
 lint: install
 	$(PYTHON) -m ruff check $(SOURCES)

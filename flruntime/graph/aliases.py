@@ -27,6 +27,7 @@ NVFLARE_ALIASES: dict[str, str] = {
     ),
     "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver": _OURS + "tracking.mlflow_receiver.MLflowReceiver",
     "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver": _OURS + "tracking.tb_receiver.TBAnalyticsReceiver",
+    "nvflare.app_opt.tracking.wandb.wandb_receiver.WandBReceiver": _OURS + "tracking.wandb_receiver.WandBReceiver",
 }
 
 #: Prefixes of class paths that belong to NVFlare or its MONAI integration.

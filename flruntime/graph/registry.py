@@ -20,6 +20,7 @@ BUILTIN_NAMES: dict[str, str] = {
     "ConvertToFedEvent": "flruntime.components.tracking.convert_to_fed_event.ConvertToFedEvent",
     "MLflowReceiver": "flruntime.components.tracking.mlflow_receiver.MLflowReceiver",
     "TBAnalyticsReceiver": "flruntime.components.tracking.tb_receiver.TBAnalyticsReceiver",
+    "WandBReceiver": "flruntime.components.tracking.wandb_receiver.WandBReceiver",
 }
 
 ENTRY_POINT_GROUP = "flruntime.components"
