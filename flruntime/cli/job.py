@@ -33,6 +33,14 @@ def register(verbs: Any) -> None:
     s.add_argument("job_dir", metavar="JOB_DIR")
     s.set_defaults(func=_show)
 
+    a = sub.add_parser("add-tracking", help="add an MLflow / TensorBoard / W&B receiver to a job folder")
+    a.add_argument("job_dir", metavar="JOB_DIR")
+    a.add_argument("--type", dest="tracking_type", choices=("mlflow", "tensorboard", "wandb"), default="mlflow")
+    a.add_argument("--client-side", action="store_true", help="also record on each site, in the site's own store")
+    a.add_argument("--no-server-side", action="store_true", help="do not record on the server")
+    add_override_option(a)
+    a.set_defaults(func=_add_tracking)
+
 
 def _templates(args: argparse.Namespace) -> int:
     from flruntime.templates import list_templates
@@ -53,6 +61,24 @@ def _create(args: argparse.Namespace) -> int:
     )
     print(f"created job folder {created}")
     return _print_variables(str(created))
+
+
+def _add_tracking(args: argparse.Namespace) -> int:
+    from flruntime.tracking.add import add_experiment_tracking
+    from flruntime.validation import validate_job
+
+    job = add_experiment_tracking(
+        args.job_dir,
+        args.tracking_type,
+        overrides_of(args),
+        client_side=args.client_side,
+        server_side=not args.no_server_side,
+    )
+    report = validate_job(job)
+    for problem in report.problems:
+        print(problem.format())
+    print(f"added {args.tracking_type} tracking to {job}" + ("" if report.valid else " (the job has problems)"))
+    return int(ExitCode.OK if report.valid else ExitCode.INVALID_JOB)
 
 
 def _show(args: argparse.Namespace) -> int:
