@@ -53,7 +53,7 @@ def start_server(port: int, store: Path, log: Path) -> subprocess.Popen:
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"mlflow server exited: {log.read_text()[-2000:]}") from None
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError("mlflow server did not start within 120 s")
