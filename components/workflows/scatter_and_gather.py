@@ -11,11 +11,31 @@ from flruntime.events.types import EventType
 from flruntime.graph.refs import Ref
 from flruntime.roles import Aggregator, ModelPersistor, ShareableGenerator, Workflow
 from flruntime.runtime.context import ServerContext
-from flruntime.runtime.messages import ModelMessage, ReturnCode, TaskResult
+from flruntime.runtime.messages import MetaKey, ModelMessage, ReturnCode, TaskResult
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FILE = "fedavg_snapshot.json"
+
+
+class RoundMetrics:
+    """The step-weighted mean of the scalar metrics clients report with their results in one round."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
+        self.weight: dict[str, float] = {}
+
+    def add(self, result: ModelMessage) -> None:
+        """Fold in one result's numeric metrics, weighted by its local steps."""
+        weight = float(result.meta.get(MetaKey.NUM_STEPS_CURRENT_ROUND, 1.0) or 1.0)
+        for name, value in (result.metrics or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.total[name] = self.total.get(name, 0.0) + weight * float(value)
+                self.weight[name] = self.weight.get(name, 0.0) + weight
+
+    def mean(self) -> dict[str, float]:
+        """Return each metric's weighted mean."""
+        return {k: self.total[k] / self.weight[k] for k in self.total}
 
 
 class ScatterAndGather(Workflow):
@@ -128,8 +148,15 @@ class ScatterAndGather(Workflow):
             data.current_round, data.total_rounds = rnd, self.num_rounds
             ok: list[str] = []
             failed: list[str] = []
+            metrics = RoundMetrics()
 
-            def on_result(result: TaskResult, rnd: int = rnd, ok: list[str] = ok, failed: list[str] = failed) -> None:
+            def on_result(
+                result: TaskResult,
+                rnd: int = rnd,
+                ok: list[str] = ok,
+                failed: list[str] = failed,
+                metrics: RoundMetrics = metrics,
+            ) -> None:
                 if result.rc != ReturnCode.OK or result.data is None:
                     failed.append(result.site)
                     log.warning("round %d: %s returned %s %s", rnd, result.site, result.rc, result.error)
@@ -148,6 +175,7 @@ class ScatterAndGather(Workflow):
                 ctx.bus.fire(EventType.AFTER_CONTRIBUTION_ACCEPT, site=result.site, accepted=accepted)
                 if accepted:
                     ok.append(result.site)
+                    metrics.add(result.data)
 
             comm.broadcast_and_wait(
                 self.train_task_name,
@@ -180,5 +208,12 @@ class ScatterAndGather(Workflow):
                 persistor.save(model, ctx)
             if last or (self.snapshot_every_n_rounds and (rnd + 1) % self.snapshot_every_n_rounds == 0):
                 self._snapshot(ctx, rnd + 1)
-            ctx.bus.fire(EventType.ROUND_DONE, round=rnd, model=model, contributors=list(ok), failed=list(failed))
+            ctx.bus.fire(
+                EventType.ROUND_DONE,
+                round=rnd,
+                model=model,
+                contributors=list(ok),
+                failed=list(failed),
+                metrics=metrics.mean(),
+            )
             aggregator.reset(ctx)

@@ -22,6 +22,7 @@ from flruntime.errors import ConfigError, UsageError
 from flruntime.events.bus import Event, EventBus
 from flruntime.events.types import EventType
 from flruntime.graph.locate import ImportPolicy
+from flruntime.plots import plot_round_metrics
 from flruntime.runtime.client import ClientEngine
 from flruntime.runtime.communicator import Communicator
 from flruntime.runtime.context import RunContext, ServerContext
@@ -51,6 +52,7 @@ class SimulationResult:
     best_metric: float | None = None
     error: str = ""
     late_results: int = 0
+    round_metrics: list[dict[str, float]] = field(default_factory=list)
     bytes_to_clients: int = 0
     bytes_to_server: int = 0
     files: dict[str, str] = field(default_factory=dict)
@@ -82,6 +84,7 @@ class _Progress:
         self.done = 0
         self.rounds = 0
         self.durations: list[float] = []
+        self.metrics: list[dict[str, float]] = []
         self.best: float | None = None
         self.first_task: float | None = None
         self.t0 = time.monotonic()
@@ -115,7 +118,11 @@ class _Progress:
         self.durations.append(took)
         self.rounds += 1
         got = len(event.data.get("contributors", []))
-        self._print(f"round {event.data['round']} done: {got}/{self.clients} clients, {took:.2f} s", final=True)
+        metrics = dict(event.data.get("metrics") or {})
+        if metrics:
+            self.metrics.append({"round": event.data["round"], **metrics})
+        shown = "".join(f", {k} {v:.4g}" for k, v in sorted(metrics.items()))
+        self._print(f"round {event.data['round']} done: {got}/{self.clients} clients, {took:.2f} s{shown}", final=True)
 
     def best_model(self, event: Event) -> None:
         metric = event.data.get("metric")
@@ -275,6 +282,9 @@ def _run(
     result.late_results = len(comm.late)
     result.bytes_to_clients = sum(c.bytes_down for c in connections)
     result.bytes_to_server = sum(c.bytes_up for c in connections)
+    result.round_metrics = tracker.metrics
+    if plot_round_metrics(tracker.metrics, ws / "training_curve.png", title=f"{result.job}: client metrics per round"):
+        result.files["training_curve.png"] = str(ws / "training_curve.png")
     for name in ("FL_global_model.pt", "best_FL_global_model.pt", "cross_site_val/cross_val_results.json"):
         if (ws / "server" / name).exists():
             result.files[name] = str(ws / "server" / name)
