@@ -38,6 +38,9 @@ class Template:
     path: Path
     description: str
     variables: dict[str, str] = field(default_factory=dict)
+    base: str | None = None
+    remove_components: list[str] = field(default_factory=list)
+    tracking: dict[str, Any] | None = None
 
     @property
     def flat(self) -> bool:
@@ -54,7 +57,15 @@ def _read_template(folder: Path) -> Template | None:
     card = folder / TEMPLATE_FILE
     if card.is_file():
         data = json.loads(card.read_text(encoding="utf-8"))
-        return Template(folder.name, folder, str(data.get("description", "")), dict(data.get("variables", {})))
+        return Template(
+            folder.name,
+            folder,
+            str(data.get("description", "")),
+            dict(data.get("variables", {})),
+            data.get("base"),
+            list(data.get("remove_components", [])),
+            data.get("tracking"),
+        )
     info = find_config(folder, "info")
     if info is not None:  # NVFlare's template card
         source, _ = load_file(info)
@@ -146,6 +157,27 @@ def apply_overrides(job_dir: Path, overrides: Mapping[str, Any]) -> None:
         raise UsageError(f"'{key}' is not a variable of this template ({hint})")
 
 
+def _apply_variant(variant: Template, job_dir: Path) -> None:
+    """Turn a copy of the base template into the variant: drop components, add a tracking receiver."""
+    for path in _config_files(job_dir):
+        source, _ = load_file(path)
+        if source is None or not isinstance(source.data, dict) or "components" not in source.data:
+            continue
+        kept = [c for c in source.data["components"] if c.get("id") not in variant.remove_components]
+        if len(kept) != len(source.data["components"]):
+            write_config(path, {**source.data, "components": kept})
+    if variant.tracking:
+        from flruntime.tracking.add import add_experiment_tracking
+
+        spec = dict(variant.tracking)
+        add_experiment_tracking(job_dir, spec.pop("type"), spec.pop("config", {}), **spec)
+    meta = find_config(job_dir, "meta")
+    if meta is not None:
+        source, _ = load_file(meta)
+        if source is not None and isinstance(source.data, dict):
+            write_config(meta, {**source.data, "name": variant.name})
+
+
 def create_job(
     template: str,
     dest: str | Path,
@@ -175,7 +207,12 @@ def create_job(
         if not force:
             raise UsageError(f"'{target}' already exists (use --force to replace it)")
         shutil.rmtree(target)
-    _copy(found, target)
+    if found.base:
+        base = find_template(found.base, found.path.parent)
+        _copy(base, target)
+        _apply_variant(found, target)
+    else:
+        _copy(found, target)
     try:
         apply_overrides(target, dict(overrides or {}))
     except UsageError:

@@ -19,18 +19,19 @@ def test_there_are_builtin_templates():
 
 @pytest.mark.parametrize("template", BUILTIN, ids=lambda t: t.name)
 def test_every_template_validates_as_shipped_and_as_created(template, tmp_path):
-    report = flruntime.validate_job(template.path)
-    assert [p.format() for p in report.problems] == []
+    if template.base is None:  # a variant folder holds only its card; it becomes a job when created
+        report = flruntime.validate_job(template.path)
+        assert [p.format() for p in report.problems] == []
     job = create_job(template.name, tmp_path / "job")
-    assert flruntime.validate_job(job).valid
+    assert [p.format() for p in flruntime.validate_job(job).problems] == []
     assert not (job / "template.json").exists() and not (job / "info.md").exists()
 
 
 @pytest.mark.parametrize("template", BUILTIN, ids=lambda t: t.name)
-def test_every_template_documents_its_variables(template):
+def test_every_template_documents_its_variables(template, tmp_path):
     card = json.loads((template.path / "template.json").read_text())
     assert card["description"]
-    rows = {r.name for r in job_variables(template.path)}
+    rows = {r.name for r in job_variables(create_job(template.name, tmp_path / "job"))}
     assert set(card["variables"]) <= rows, "template.json names variables the job does not define"
     assert (template.path / "info.md").read_text().strip()
 
