@@ -158,8 +158,12 @@ def _sent_tasks(app: CheckedApp) -> tuple[dict[str, JsonPath], bool]:
 
 
 def _handles(app: CheckedApp, task: str) -> bool:
+    """True when an executor that is not disabled handles ``task`` (by name or ``*`` pattern)."""
     return any(
-        task == t or ("*" in t and fnmatch.fnmatchcase(task, t)) for ex in app.config.executors for t in ex.tasks
+        task == t or ("*" in t and fnmatch.fnmatchcase(task, t))
+        for ex in app.config.executors
+        if not ex.component.disabled
+        for t in ex.tasks
     )
 
 
@@ -186,6 +190,8 @@ def _task_coverage(job: JobFolder, checked: list[CheckedApp]) -> list[Problem]:
         if not complete:
             continue
         for i, ex in enumerate(client.config.executors):
+            if ex.component.disabled:
+                continue
             for j, task in enumerate(ex.tasks):
                 if "*" not in task and task not in sent:
                     out.append(
@@ -275,7 +281,7 @@ def validate_job(
         raise UsageError(f"job folder '{root}' does not exist" if not root.exists() else f"'{root}' is not a folder")
     job, problems = discover(root)
     report = Report(job, problems)
-    if job.meta is not None and job.meta.data is not None:
+    if job.meta is not None:  # an empty meta.yaml (None) is reported as "expected an object, got null"
         report.problems.extend(check_schema("meta", job.meta))
     for scope in scopes_of(job, site):
         config = load_scope(job, scope, report, job_id=job_id, workspace=workspace, overrides=overrides)

@@ -38,6 +38,12 @@ PARTS = textwrap.dedent(
             self.model = model
             self.path = path
 
+        def load(self, ctx: Any) -> Any:
+            return self.model
+
+        def save(self, model: Any, ctx: Any) -> None:
+            pass
+
 
     class WeightedAggregator(Aggregator):
         def __init__(self, weigh_by: str = "num_steps", exclude: list[str] | None = None) -> None:
@@ -45,10 +51,25 @@ PARTS = textwrap.dedent(
             self.weigh_by = weigh_by
             self.exclude = exclude
 
+        def accept(self, site: str, result: Any, ctx: Any) -> bool:
+            return True
+
+        def aggregate(self, ctx: Any) -> Any:
+            return None
+
+        def reset(self, ctx: Any) -> None:
+            pass
+
 
     class Generator(ShareableGenerator):
         def __init__(self) -> None:
             ORDER.append("Generator")
+
+        def to_task_data(self, global_model: Any, ctx: Any) -> Any:
+            return global_model
+
+        def update(self, global_model: Any, aggregate: Any, ctx: Any) -> Any:
+            return aggregate
 
 
     class FedAvg(Workflow):
@@ -70,6 +91,9 @@ PARTS = textwrap.dedent(
         def sent_tasks(cls, args: Mapping[str, Any]) -> set[str]:
             return {args.get("train_task_name", "train")}
 
+        def run(self, ctx: Any) -> None:
+            pass
+
 
     class Evaluate(Workflow):
         def __init__(self, model_ids: Annotated[list[str], Ref(ModelPersistor)] | None = None) -> None:
@@ -80,6 +104,9 @@ PARTS = textwrap.dedent(
         def sent_tasks(cls, args: Mapping[str, Any]) -> set[str]:
             return {"validate"}
 
+        def run(self, ctx: Any) -> None:
+            pass
+
 
     class Trainer(Executor):
         def __init__(self, lr: float = 0.01, epochs: int = 1, verbose: bool = False) -> None:
@@ -87,11 +114,17 @@ PARTS = textwrap.dedent(
             self.lr = lr
             self.epochs = epochs
 
+        def execute(self, task: str, data: Any, ctx: Any) -> Any:
+            return data
+
 
     class Labeler(Filter):
         def __init__(self, label: str) -> None:
             ORDER.append("Labeler:" + label)
             self.label = label
+
+        def process(self, data: Any, ctx: Any) -> Any:
+            return data
 
 
     class Exploding:
@@ -192,3 +225,20 @@ def line_of(path: Path, needle: str, nth: int = 1) -> int:
 
 SERVER_FILE = "app/config/config_fed_server.json"
 CLIENT_FILE = "app/config/config_fed_client.json"
+
+
+def report_lines(root: Path, **kwargs: Any) -> list[str]:
+    """Validate the job folder ``root`` and return every problem in its one-line form.
+
+    ``kwargs`` go to :func:`flruntime.validate_job` (``site``, ``overrides``, ...).
+    """
+    from flruntime import validate_job
+
+    return [p.format() for p in validate_job(root, **kwargs).problems]
+
+
+def yaml_dump(data: Any) -> str:
+    """Render YAML in block style, keys in the order given."""
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -9,6 +9,8 @@ from flruntime.config._positions import scan
 from flruntime.problems import JsonPath, Problem
 
 _LINE_COL = re.compile(r"\(line:\s*(\d+),\s*col:\s*(\d+)\)")
+#: pyparsing's "(at char 16)": a character offset, noise next to the line and column we print.
+_AT_CHAR = re.compile(r"\s*\(at char \d+\)")
 
 
 def _plain(value: Any) -> Any:
@@ -16,7 +18,8 @@ def _plain(value: Any) -> Any:
     from pyhocon import ConfigTree
 
     if isinstance(value, ConfigTree):
-        return {str(k): _plain(v) for k, v in value.items()}
+        # pyhocon keeps the quotes of a quoted key with dots ("mlflow.note.content"); NVFlare strips them
+        return {str(k).strip('"'): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
@@ -37,8 +40,11 @@ def parse_hocon(text: str, display: str) -> tuple[Any, dict[JsonPath, tuple[int,
         found = _LINE_COL.search(text_msg)
         if not line and found:
             line, col = int(found.group(1)), int(found.group(2))
-        text_msg = _LINE_COL.sub("", text_msg).strip().rstrip(",")
+        text_msg = _AT_CHAR.sub("", _LINE_COL.sub("", text_msg)).strip().rstrip(",")
         where = f" (line {line}, column {col})" if line else ""
         msg = f"invalid HOCON: {text_msg}{where}"
         return None, {}, [Problem(display, (), msg, "fix the syntax", line, col, code="syntax")]
-    return _plain(tree), scan(text, hocon=True).at, []
+    try:
+        return _plain(tree), scan(text, hocon=True).at, []
+    except RecursionError:
+        return None, {}, [Problem(display, (), "invalid HOCON: nested too deeply", "", 1, 1, code="syntax")]

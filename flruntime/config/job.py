@@ -112,7 +112,9 @@ def _sites(entry: Any) -> list[str]:
             if isinstance(item, str):
                 out.append(item)
             elif isinstance(item, dict):
-                out.extend(s for s in item.get("sites", item.get("targets")) or [] if isinstance(s, str))
+                names = item.get("sites", item.get("targets"))
+                if isinstance(names, list):
+                    out.extend(s for s in names if isinstance(s, str))
     return out
 
 

@@ -24,7 +24,10 @@ def parse_json(text: str, display: str) -> tuple[Any, dict[JsonPath, tuple[int, 
         return None, {}, [Problem(display, (), f"invalid JSON: {exc}", "fix the syntax", 1, 1, code="syntax")]
     except RecursionError:
         return None, {}, [Problem(display, (), "invalid JSON: nested too deeply", "", 1, 1, code="syntax")]
-    positions = scan(text, hocon=False)
+    try:
+        positions = scan(text, hocon=False)
+    except RecursionError:
+        return None, {}, [Problem(display, (), "invalid JSON: nested too deeply", "", 1, 1, code="syntax")]
     problems = [
         Problem(
             display,

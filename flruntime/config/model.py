@@ -149,6 +149,11 @@ def _list(data: dict[str, Any], key: str) -> list[tuple[int, Any]]:
     return list(enumerate(value)) if isinstance(value, list) else []
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    """The strings of ``value`` when it is a list, else nothing (the schema reports other shapes)."""
+    return tuple(t for t in value if isinstance(t, str)) if isinstance(value, list) else ()
+
+
 def _chains(data: dict[str, Any], key: str) -> tuple[FilterChainSpec, ...]:
     out = []
     for i, chain in _list(data, key):
@@ -156,10 +161,10 @@ def _chains(data: dict[str, Any], key: str) -> tuple[FilterChainSpec, ...]:
             continue
         filters = tuple(
             s
-            for j, f in enumerate(chain.get("filters") or [])
+            for j, f in _list(chain, "filters")
             if isinstance(f, dict) and (s := spec_of(f, (key, i, "filters", j), "filter", with_id=False))
         )
-        tasks = tuple(t for t in chain.get("tasks") or [] if isinstance(t, str))
+        tasks = _strings(chain.get("tasks"))
         direction = chain.get("direction") if isinstance(chain.get("direction"), str) else None
         out.append(FilterChainSpec(tasks, filters, direction, (key, i)))
     return tuple(out)
@@ -182,7 +187,7 @@ def app_config(app: str, side: str, source: Source, data: dict[str, Any]) -> App
         if isinstance(e, dict) and isinstance(e.get("executor"), dict):
             spec = spec_of(e["executor"], ("executors", i, "executor"), "executor", with_id=False)
             if spec is not None:
-                tasks = tuple(t for t in e.get("tasks") or [] if isinstance(t, str))
+                tasks = _strings(e.get("tasks"))
                 executors.append(ExecutorSpec(tasks, spec))
     return AppConfig(
         app,

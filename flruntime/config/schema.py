@@ -149,9 +149,12 @@ def check_schema(kind: str, source: Source) -> list[Problem]:
     problems: list[Problem] = []
     if kind != "meta" and isinstance(source.data, dict):
         problems.extend(_misspelt_sections(source, known))
+    misspelt = {p.path[0] for p in problems}  # their items are sections' items, not variables: say it once
     for err in sorted(validator.iter_errors(source.data), key=lambda e: list(map(str, e.absolute_path))):
         leaf = _leaf(err)
         path = tuple(leaf.absolute_path)
+        if path and path[0] in misspelt:
+            continue
         if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
             allowed = leaf.schema.get("properties", {})
             for key in [k for k in leaf.instance if k not in allowed]:

@@ -17,6 +17,24 @@ from flruntime.problems import JsonPath, Problem
 #: Extensions in the order NVFlare searches them (JSON first, then HOCON, then YAML).
 CONFIG_EXTENSIONS = (".json", ".conf", ".yml", ".yaml")
 
+#: How deeply a config may nest objects and lists; deeper files are refused before the recursive checks.
+MAX_DEPTH = 100
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Return how many levels of objects and lists ``value`` nests (0 for a scalar), without recursion.
+
+    Counting stops once it passes ``limit``.
+    """
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [v for v in level if isinstance(v, dict | list)]
+        if not containers:
+            return depth
+        depth += 1
+        level = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
+    return depth
+
 
 @dataclass(frozen=True)
 class Source:
@@ -92,14 +110,16 @@ def load_file(path: Path, display: str | None = None) -> tuple[Source | None, li
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return None, [
-            Problem(
-                shown, (), f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8", code="syntax"
-            )
-        ]
+        before = bytes(exc.object[: exc.start])
+        line, column = before.count(b"\n") + 1, exc.start - (before.rfind(b"\n") + 1) + 1
+        message = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        return None, [Problem(shown, (), message, "save the file as UTF-8", line, column, code="syntax")]
     except OSError as exc:
         return None, [Problem(shown, (), f"cannot read file: {exc.strerror or exc}", code="io")]
     data, positions, problems = parser(text, shown)
     if problems and data is None:
         return None, problems
+    if nesting_depth(data) > MAX_DEPTH:
+        message = f"objects and lists are nested more than {MAX_DEPTH} levels deep"
+        return None, [Problem(shown, (), message, "flatten the structure", 1, 1, code="syntax")]
     return Source(path, shown, data, positions), problems

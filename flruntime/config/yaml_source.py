@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -20,9 +21,49 @@ _Loader.yaml_implicit_resolvers = {
 
 _Pos = dict[JsonPath, tuple[int, int]]
 
+#: The most nodes a document may expand to: aliases can make a small file expand exponentially.
+MAX_NODES = 200_000
 
-def _walk(node: yaml.Node, path: JsonPath, at: _Pos, problems: list[Problem], display: str) -> None:
+
+class _Unbounded(Exception):
+    """The document contains itself through an alias, or expands to more than :data:`MAX_NODES` nodes."""
+
+    def __init__(self, message: str, node: yaml.Node) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+
+@dataclass
+class _Budget:
+    """Nodes on the current path (to catch an alias to an enclosing node) and nodes visited so far."""
+
+    active: set[int] = field(default_factory=set)
+    visited: int = 0
+
+
+def _walk(
+    node: yaml.Node, path: JsonPath, at: _Pos, problems: list[Problem], display: str, budget: _Budget | None = None
+) -> None:
+    budget = budget or _Budget()
+    budget.visited += 1
+    if budget.visited > MAX_NODES:
+        raise _Unbounded(f"the document expands to more than {MAX_NODES} nodes through aliases", node)
+    if id(node) in budget.active:
+        raise _Unbounded("an alias refers to a node that contains it (recursive structures are not allowed)", node)
     at.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        return
+    budget.active.add(id(node))
+    try:
+        _walk_children(node, path, at, problems, display, budget)
+    finally:
+        budget.active.discard(id(node))
+
+
+def _walk_children(
+    node: yaml.Node, path: JsonPath, at: _Pos, problems: list[Problem], display: str, budget: _Budget
+) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -55,10 +96,10 @@ def _walk(node: yaml.Node, path: JsonPath, at: _Pos, problems: list[Problem], di
                 )
             seen.add(key)
             at.setdefault(path + (key,), (line, col))
-            _walk(value_node, path + (key,), at, problems, display)
+            _walk(value_node, path + (key,), at, problems, display, budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (i,), at, problems, display)
+            _walk(item, path + (i,), at, problems, display, budget)
 
 
 def parse_yaml(text: str, display: str) -> tuple[Any, _Pos, list[Problem]]:
@@ -81,7 +122,16 @@ def parse_yaml(text: str, display: str) -> tuple[Any, _Pos, list[Problem]]:
     at: _Pos = {}
     problems: list[Problem] = []
     if node is not None:
-        _walk(node, (), at, problems, display)
+        try:
+            _walk(node, (), at, problems, display)
+        except _Unbounded as exc:
+            line, col = exc.node.start_mark.line + 1, exc.node.start_mark.column + 1
+            msg = f"invalid YAML: {exc.message} (line {line}, column {col})"
+            return (
+                None,
+                {},
+                [Problem(display, (), msg, "write the values out instead of aliasing", line, col, code="syntax")],
+            )
     if problems:
         return (None if any(p.code == "syntax" for p in problems) else data), at, problems
     return data, at, problems

@@ -68,7 +68,8 @@ class SiteGraph:
         """Every built object once, in build order: components, workflows, executors, then filters."""
         out: list[Any] = []
         seen: set[int] = set()
-        items = [*self.components.values(), *(ex for _, ex in self.executors)]
+        # workflows too: two workflows without an id share a default id, so only one is in components
+        items = [*self.components.values(), *(wf for _, wf in self.workflows), *(ex for _, ex in self.executors)]
         items += [f for chain in (*self.task_data_filters, *self.task_result_filters) for f in chain.filters]
         for obj in items:
             if id(obj) not in seen:

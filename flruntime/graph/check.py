@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from flruntime.config.model import AppConfig, ComponentSpec
 from flruntime.graph.locate import ImportPolicy, Located, LocateError, job_imports, locate
-from flruntime.graph.refs import ref_params, referenced_ids
+from flruntime.graph.refs import ref_params, referenced_ids_at
 from flruntime.graph.signature import check_args
 from flruntime.problems import JsonPath, Problem
 from flruntime.roles import Executor, Filter, Workflow, role_name
@@ -84,7 +84,7 @@ def _locate_all(app: CheckedApp, policy: ImportPolicy) -> None:
                 src.problem(
                     spec.path + (key,),
                     f"{found.cls.__name__} is not {role_name(role)}",
-                    f"a {spec.place} must implement flruntime.roles.{role.__name__}",
+                    f"{role_name(role)} must implement flruntime.roles.{role.__name__}",
                     code="role",
                 )
             )
@@ -111,8 +111,9 @@ def _references(app: CheckedApp) -> None:
         for param in ref_params(found.cls):
             given = param.name in spec.args
             value = spec.args[param.name] if given else param.default
-            path = spec.path + ("args", param.name) if given else spec.path
-            for target in referenced_ids(value, param.many):
+            at = spec.path + ("args", param.name) if given else spec.path
+            for inner, target in referenced_ids_at(value, param.many):
+                path = at + inner if given else at  # a list element when given, else the component
                 if owner:
                     app.edges.setdefault(owner, []).append(target)
                 if target not in ids:

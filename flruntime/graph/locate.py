@@ -43,6 +43,26 @@ class LocateError(Exception):
         self.code = code
 
 
+def custom_module_names(custom_dir: Path | None) -> set[str]:
+    """Return the top-level modules and packages of a ``custom/`` folder.
+
+    Besides modules and regular packages, a sub-folder without ``__init__.py`` that holds Python
+    files counts too: it imports as a namespace package.
+    """
+    if custom_dir is None or not custom_dir.is_dir():
+        return set()
+    names = {m.name for m in pkgutil.iter_modules([str(custom_dir)])}
+    for child in custom_dir.iterdir():
+        if (
+            child.is_dir()
+            and child.name.isidentifier()
+            and not child.name.startswith("__")
+            and next(child.rglob("*.py"), None) is not None
+        ):
+            names.add(child.name)
+    return names
+
+
 @dataclass(frozen=True)
 class ImportPolicy:
     """Which modules a job's class paths may import.
@@ -62,9 +82,7 @@ class ImportPolicy:
 
     def custom_modules(self) -> set[str]:
         """Top-level module and package names found in ``custom_dir``."""
-        if self.custom_dir is None or not self.custom_dir.is_dir():
-            return set()
-        return {m.name for m in pkgutil.iter_modules([str(self.custom_dir)])}
+        return custom_module_names(self.custom_dir)
 
     def allows(self, path: str) -> bool:
         """Return True when ``path`` may be imported under this policy."""
@@ -101,7 +119,7 @@ def job_imports(custom_dir: Path | None) -> Iterator[None]:
         yield
         return
     entry = str(custom_dir)
-    names = {m.name for m in pkgutil.iter_modules([entry])}
+    names = custom_module_names(custom_dir)
 
     def ours(mod: str) -> bool:
         return mod.split(".")[0] in names

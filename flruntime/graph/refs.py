@@ -87,3 +87,16 @@ def referenced_ids(value: Any, many: bool) -> list[str]:
     if many:
         return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
     return [value] if isinstance(value, str) and value else []
+
+
+def referenced_ids_at(value: Any, many: bool) -> list[tuple[tuple[int, ...], str]]:
+    """Return ``(path inside the value, id)`` for each id a reference argument's value names.
+
+    The path is ``(index,)`` for an element of a list of ids and ``()`` for a single id, so a
+    problem can point at the exact element.
+    """
+    if many:
+        if not isinstance(value, list):
+            return []
+        return [((i,), v) for i, v in enumerate(value) if isinstance(v, str) and v]
+    return [((), value)] if isinstance(value, str) and value else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -84,16 +85,23 @@ def matches(value: Any, hint: Any) -> bool | None:
     return None
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _type_hint(value: Any, hint: Any) -> str:
-    if isinstance(value, str):
-        for conv in (int, float):
-            try:
-                conv(value)
-            except ValueError:
-                continue
-            return f"write {value} without quotes"
-        if value.lower() in ("true", "false"):
-            return f"write {value.lower()} without quotes"
+    """Suggest dropping the quotes when the quoted text is a JSON number or boolean that fits ``hint``."""
+    if not isinstance(value, str):
+        return ""
+    text = value.strip()
+    if text.lower() in ("true", "false"):
+        text = text.lower()
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        return ""
+    if isinstance(parsed, (bool, int, float)) and matches(parsed, hint):
+        return f"write {text} without quotes"
     return ""
 
 
