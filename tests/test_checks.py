@@ -841,3 +841,23 @@ def test_a_disabled_executor_handles_no_task(tmp_path: Path) -> None:
             file=CLIENT_FILE,
         ),
     ]
+
+
+def test_a_task_claimed_by_two_executors_and_two_unnamed_workflows(tmp_path):
+    import json
+
+    from jobkit import make_job
+
+    import flruntime
+
+    job = make_job(tmp_path / "job")
+    client = json.loads((job / "app/config/config_fed_client.json").read_text())
+    client["executors"].append({"tasks": ["validate", "train"], "executor": {"path": "parts.Trainer"}})
+    (job / "app/config/config_fed_client.json").write_text(json.dumps(client, indent=1))
+    server = json.loads((job / "app/config/config_fed_server.json").read_text())
+    wf = server["workflows"][0]
+    server["workflows"] = [{k: v for k, v in wf.items() if k != "id"}, {k: v for k, v in wf.items() if k != "id"}]
+    (job / "app/config/config_fed_server.json").write_text(json.dumps(server, indent=1))
+    messages = [p.message for p in flruntime.validate_job(job).errors]
+    assert "task 'train' is already handled by executors[0]" in messages
+    assert "this workflow would get the id 'FedAvg', which another entry already has" in messages

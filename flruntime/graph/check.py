@@ -66,6 +66,36 @@ def _duplicates(app: CheckedApp) -> None:
             )
         else:
             seen[spec.id] = spec.path
+    unnamed: dict[str, JsonPath] = {}
+    for spec in app.config.workflows:
+        if spec.id or spec.disabled:
+            continue
+        default = spec.class_path.rsplit(".", 1)[-1]
+        if default in unnamed or default in seen:
+            app.problems.append(
+                src.problem(
+                    spec.path,
+                    f"this workflow would get the id '{default}', which another entry already has",
+                    'give each workflow its own "id"',
+                    code="duplicate-id",
+                )
+            )
+        unnamed.setdefault(default, spec.path)
+    claimed: dict[str, int] = {}
+    for i, ex in enumerate(app.config.executors):
+        if ex.component.disabled:
+            continue
+        for j, task in enumerate(ex.tasks):
+            if task in claimed:
+                app.problems.append(
+                    src.problem(
+                        ("executors", i, "tasks", j),
+                        f"task '{task}' is already handled by executors[{claimed[task]}]",
+                        "each task has one executor; remove it from one of them",
+                        code="duplicate-task",
+                    )
+                )
+            claimed.setdefault(task, i)
 
 
 def _locate_all(app: CheckedApp, policy: ImportPolicy) -> None:
