@@ -100,15 +100,82 @@ class ModelLocator(ABC):
 
 
 class Pipe(ABC):
-    """A channel between a client engine and a process it launched."""
+    """A two-sided message channel between a client engine and a training script (often in another process).
+
+    One side is ``ACTIVE``, the other ``PASSIVE``; a message is a topic and a payload of bytes (tasks and
+    results travel as :mod:`flruntime.transport.codec` bytes, never pickles). Heartbeats, acknowledgements
+    and peer-liveness checks live one layer up, in :class:`flruntime.pipes.endpoint.PipeEndpoint`.
+    """
+
+    @abstractmethod
+    def open(self, channel: str = "task") -> None:
+        """Start using the pipe for ``channel`` (``task`` or ``metric``); a PASSIVE side becomes reachable."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop using the pipe and free what it holds (idempotent)."""
+
+    @abstractmethod
+    def send(self, topic: str, payload: bytes = b"", timeout: float | None = None) -> bool:
+        """Send one message; False when it could not be handed over within ``timeout`` (no peer, closed)."""
+
+    @abstractmethod
+    def receive(self, timeout: float | None = None) -> tuple[str, bytes] | None:
+        """Return the next ``(topic, payload)`` from the peer, or None when none came within ``timeout``."""
+
+    def clear(self) -> None:  # noqa: B027 - optional: pipes that buffer nothing have nothing to drop
+        """Drop messages still waiting in either direction (before a restarted peer connects)."""
+
+    def export(self) -> dict[str, Any]:
+        """Return ``{"CLASS_NAME": ..., "ARG": {...}}`` that builds the peer's side in another process."""
+        raise NotImplementedError(f"{type(self).__name__} cannot connect a separate process")
+
+    @property
+    def peer_closed(self) -> bool:
+        """True when the pipe knows the peer has gone (a closed connection); False when it cannot tell."""
+        return False
 
 
 class Launcher(ABC):
-    """Starts and stops an external training process."""
+    """Starts and stops an external training process.
+
+    Attributes:
+        launch_once: True: one process serves every task of the job (relaunched if it dies);
+            False: a process per task.
+    """
+
+    launch_once: bool = True
+
+    @abstractmethod
+    def launch(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
+        """Start the process, with ``env`` added to its environment (stops a previous one first)."""
+
+    @abstractmethod
+    def exit_code(self) -> int | None:
+        """The exit code of the last process (negative: killed by that signal); None while it runs or before."""
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """True while the last process launched is alive."""
+
+    @abstractmethod
+    def stop(self, grace: float | None = None) -> int | None:
+        """Stop the process (waiting up to ``grace`` seconds for it to exit by itself); return its exit code."""
 
 
 class PersistorFilter(ABC):
-    """Processes a model on its way into or out of a persistor (e.g. HE serialisation)."""
+    """Processes a model on its way into or out of a persistor (e.g. HE serialisation).
+
+    Each hook returns the model to use instead (by default the one it was given, unchanged).
+    """
+
+    def process_post_load(self, model: ModelMessage, ctx: RunContext) -> ModelMessage:
+        """Transform a model the persistor has just loaded, before a workflow sees it."""
+        return model
+
+    def process_pre_save(self, model: ModelMessage, ctx: RunContext) -> ModelMessage:
+        """Transform a model the persistor is about to write."""
+        return model
 
 
 ROLE_NAMES: dict[type, str] = {

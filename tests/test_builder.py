@@ -140,7 +140,7 @@ def test_objects_include_every_workflow(tmp_path: Path) -> None:
     server = copy.deepcopy(SERVER)
     server["workflows"] = [
         {"path": "parts.Evaluate", "args": {"model_ids": ["persistor"]}},
-        {"path": "parts.Evaluate", "args": {"model_ids": []}},
+        {"id": "second_eval", "path": "parts.Evaluate", "args": {"model_ids": []}},
     ]
     graph = flruntime.build_job_site(job_with(tmp_path / "job", server=server), "server")
     first, second = (wf for _, wf in graph.workflows)

@@ -28,6 +28,40 @@ NVFLARE_ALIASES: dict[str, str] = {
     "nvflare.app_opt.tracking.mlflow.mlflow_receiver.MLflowReceiver": _OURS + "tracking.mlflow_receiver.MLflowReceiver",
     "nvflare.app_opt.tracking.tb.tb_receiver.TBAnalyticsReceiver": _OURS + "tracking.tb_receiver.TBAnalyticsReceiver",
     "nvflare.app_opt.tracking.wandb.wandb_receiver.WandBReceiver": _OURS + "tracking.wandb_receiver.WandBReceiver",
+    "nvflare.app_common.executors.in_process_client_api_executor.InProcessClientAPIExecutor": (
+        _OURS + "executors.in_process.InProcessClientAPIExecutor"
+    ),
+    "nvflare.app_opt.pt.in_process_client_api_executor.PTInProcessClientAPIExecutor": (
+        _OURS + "executors.in_process.PTInProcessClientAPIExecutor"
+    ),
+    "nvflare.app_common.executors.client_api_launcher_executor.ClientAPILauncherExecutor": (
+        _OURS + "executors.launcher.ClientAPILauncherExecutor"
+    ),
+    "nvflare.app_opt.pt.client_api_launcher_executor.PTClientAPILauncherExecutor": (
+        _OURS + "executors.launcher.PTClientAPILauncherExecutor"
+    ),
+    "nvflare.app_common.launchers.subprocess_launcher.SubprocessLauncher": (
+        _OURS + "launchers.subprocess.SubprocessLauncher"
+    ),
+    "nvflare.fuel.utils.pipe.file_pipe.FilePipe": "flruntime.pipes.file.FilePipe",
+    "nvflare.fuel.utils.pipe.cell_pipe.CellPipe": "flruntime.pipes.cell.CellPipe",
+    "nvflare.fuel.utils.pipe.memory_pipe.MemoryPipe": "flruntime.pipes.memory.MemoryPipe",
+    "nvflare.app_opt.pt.file_model_persistor.PTFileModelPersistor": _OURS + "persistors.pt_file.PTFileModelPersistor",
+    "nvflare.app_common.np.np_model_persistor.NPModelPersistor": _OURS + "persistors.np_file.NPModelPersistor",
+    "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelector": (
+        _OURS + "widgets.model_selector.IntimeModelSelector"
+    ),
+    "nvflare.app_common.widgets.intime_model_selector.IntimeModelSelectionHandler": (
+        _OURS + "widgets.model_selector.IntimeModelSelectionHandler"
+    ),
+    "nvflare.app_opt.pt.file_model_locator.PTFileModelLocator": _OURS + "locators.pt_file.PTFileModelLocator",
+    "nvflare.app_common.np.np_model_locator.NPModelLocator": _OURS + "locators.np_file.NPModelLocator",
+    "nvflare.app_common.workflows.cross_site_model_eval.CrossSiteModelEval": (
+        _OURS + "workflows.cross_site_eval.CrossSiteModelEval"
+    ),
+    "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": (
+        _OURS + "widgets.validation_json.ValidationJsonGenerator"
+    ),
 }
 
 #: Prefixes of class paths that belong to NVFlare or its MONAI integration.

@@ -21,6 +21,23 @@ BUILTIN_NAMES: dict[str, str] = {
     "MLflowReceiver": "flruntime.components.tracking.mlflow_receiver.MLflowReceiver",
     "TBAnalyticsReceiver": "flruntime.components.tracking.tb_receiver.TBAnalyticsReceiver",
     "WandBReceiver": "flruntime.components.tracking.wandb_receiver.WandBReceiver",
+    "InProcessClientAPIExecutor": "flruntime.components.executors.in_process.InProcessClientAPIExecutor",
+    "PTInProcessClientAPIExecutor": "flruntime.components.executors.in_process.PTInProcessClientAPIExecutor",
+    "ClientAPILauncherExecutor": "flruntime.components.executors.launcher.ClientAPILauncherExecutor",
+    "PTClientAPILauncherExecutor": "flruntime.components.executors.launcher.PTClientAPILauncherExecutor",
+    "SubprocessLauncher": "flruntime.components.launchers.subprocess.SubprocessLauncher",
+    "FilePipe": "flruntime.pipes.file.FilePipe",
+    "SocketPipe": "flruntime.pipes.tcp.SocketPipe",
+    "CellPipe": "flruntime.pipes.cell.CellPipe",
+    "MemoryPipe": "flruntime.pipes.memory.MemoryPipe",
+    "PTFileModelPersistor": "flruntime.components.persistors.pt_file.PTFileModelPersistor",
+    "NPModelPersistor": "flruntime.components.persistors.np_file.NPModelPersistor",
+    "IntimeModelSelector": "flruntime.components.widgets.model_selector.IntimeModelSelector",
+    "IntimeModelSelectionHandler": "flruntime.components.widgets.model_selector.IntimeModelSelectionHandler",
+    "PTFileModelLocator": "flruntime.components.locators.pt_file.PTFileModelLocator",
+    "NPModelLocator": "flruntime.components.locators.np_file.NPModelLocator",
+    "CrossSiteModelEval": "flruntime.components.workflows.cross_site_eval.CrossSiteModelEval",
+    "ValidationJsonGenerator": "flruntime.components.widgets.validation_json.ValidationJsonGenerator",
 }
 
 ENTRY_POINT_GROUP = "flruntime.components"

@@ -1,0 +1,1 @@
+"""Built-in launchers: start and stop a training script as a separate process."""
