@@ -1,7 +1,7 @@
 # Every target installs what it needs first, so each works on a fresh machine.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-SOURCES := flruntime components schemas tests bench
+SOURCES := flruntime components schemas tests bench job_templates
 
 .PHONY: install test lint typecheck bench
 

@@ -49,8 +49,9 @@ SIM_PARTS = textwrap.dedent(
 )
 
 
-def sim_job(root: Path, *, num_rounds: int = 3, min_clients: int = 2, client_args: dict[str, Any] | None = None,
-            wait: float = 5) -> Path:
+def sim_job(
+    root: Path, *, num_rounds: int = 3, min_clients: int = 2, client_args: dict[str, Any] | None = None, wait: float = 5
+) -> Path:
     """Write a FedAvg job whose clients send their site number as the weight difference."""
     (root / "app" / "config").mkdir(parents=True)
     (root / "app" / "custom").mkdir(parents=True)
@@ -59,17 +60,28 @@ def sim_job(root: Path, *, num_rounds: int = 3, min_clients: int = 2, client_arg
     server = {
         "format_version": 2,
         "num_rounds": num_rounds,
-        "workflows": [{"id": "fedavg", "name": "ScatterAndGather",
-                       "args": {"min_clients": min_clients, "num_rounds": "{num_rounds}", "persistor_id": "persistor",
-                                "wait_time_after_min_received": wait}}],
+        "workflows": [
+            {
+                "id": "fedavg",
+                "name": "ScatterAndGather",
+                "args": {
+                    "min_clients": min_clients,
+                    "num_rounds": "{num_rounds}",
+                    "persistor_id": "persistor",
+                    "wait_time_after_min_received": wait,
+                },
+            }
+        ],
         "components": [
             {"id": "persistor", "path": "sim_parts.ZeroPersistor"},
             {"id": "shareable_generator", "name": "FullModelShareableGenerator"},
             {"id": "aggregator", "name": "InTimeAccumulateWeightedAggregator"},
         ],
     }
-    client = {"format_version": 2, "executors": [
-        {"tasks": ["train"], "executor": {"path": "sim_parts.AddSiteNumber", "args": client_args or {}}}]}
+    client = {
+        "format_version": 2,
+        "executors": [{"tasks": ["train"], "executor": {"path": "sim_parts.AddSiteNumber", "args": client_args or {}}}],
+    }
     (root / "meta.json").write_text(json.dumps(meta))
     (root / "app" / "config" / "config_fed_server.json").write_text(json.dumps(server))
     (root / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client))

@@ -3,7 +3,11 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPED = {"flruntime.components": "components", "flruntime.schemas": "schemas", "flruntime.job_templates": "job_templates"}
+MAPPED = {
+    "flruntime.components": "components",
+    "flruntime.schemas": "schemas",
+    "flruntime.job_templates": "job_templates",
+}
 
 
 def _declared_packages() -> set[str]:

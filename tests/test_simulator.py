@@ -64,7 +64,7 @@ def test_progress_and_summary_are_printed(tmp_path, capsys):
     assert main(["simulate", str(job), "-n", "2", "-w", str(tmp_path / "ws")]) == 0
     err = capsys.readouterr().err
     assert "round 0 done: 2/2 clients" in err and "round 1 done: 2/2 clients" in err
-    assert f"FINISHED:COMPLETED after 2 round(s)" in err and str(tmp_path / "ws" / "results.json") in err
+    assert "FINISHED:COMPLETED after 2 round(s)" in err and str(tmp_path / "ws" / "results.json") in err
 
 
 def test_usage_errors(tmp_path):
@@ -92,11 +92,31 @@ def test_invalid_job_is_refused_before_anything_runs(tmp_path):
 def test_cli_exit_codes(tmp_path):
     job = sim_job(tmp_path / "job", num_rounds=1, min_clients=2, client_args={"fail_in_round": 0})
     # min_clients 2 of 2 and site-1 fails: the round cannot be aggregated with enough results → job fails (3)
-    run = subprocess.run([sys.executable, "-m", "flruntime", "simulate", str(job), "-n", "2", "-w",
-                          str(tmp_path / "ws"), "-q"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "flruntime", "simulate", str(job), "-n", "2", "-w", str(tmp_path / "ws"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 3, run.stderr
     assert "the job did not complete: RuntimeError: round 0: only 1 of min_clients=2 results" in run.stderr
     assert "Traceback" not in run.stderr
-    run = subprocess.run([sys.executable, "-m", "flruntime", "simulate", str(job), "-c", "site-1,site-2", "-w",
-                          str(tmp_path / "ws2"), "-o", "num_round=3"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flruntime",
+            "simulate",
+            str(job),
+            "-c",
+            "site-1,site-2",
+            "-w",
+            str(tmp_path / "ws2"),
+            "-o",
+            "num_round=3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "did you mean 'num_rounds'?" in run.stderr

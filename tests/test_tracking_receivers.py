@@ -121,9 +121,14 @@ def test_site_side_mlflow_and_tensorboard(tmp_path):
 
 def test_wandb_offline_run_per_site(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
-    wandb = {"id": "wandb", "path": "nvflare.app_opt.tracking.wandb.wandb_receiver.WandBReceiver",
-             "args": {"wandb_args": {"name": "demo", "project": "fl", "job_type": "train"},
-                      "events": ["fed.analytix_log_stats"]}}
+    wandb = {
+        "id": "wandb",
+        "path": "nvflare.app_opt.tracking.wandb.wandb_receiver.WandBReceiver",
+        "args": {
+            "wandb_args": {"name": "demo", "project": "fl", "job_type": "train"},
+            "events": ["fed.analytix_log_stats"],
+        },
+    }
     job = tracking_job(tmp_path / "job", [wandb], FORWARD, steps=3, rounds=1)
     assert simulate(job, n_clients=2, workspace=tmp_path / "ws", progress=None).ok
     runs = sorted((tmp_path / "ws" / "server" / "wandb").glob("offline-run-*"))
@@ -132,5 +137,7 @@ def test_wandb_offline_run_per_site(tmp_path, monkeypatch):
     for run in runs:
         files = list(run.glob("run-*.wandb"))
         assert len(files) == 1 and files[0].stat().st_size > 0
-        names |= {n for n in ("site-1-simulate_job-demo", "site-2-simulate_job-demo") if n.encode() in files[0].read_bytes()}
+        names |= {
+            n for n in ("site-1-simulate_job-demo", "site-2-simulate_job-demo") if n.encode() in files[0].read_bytes()
+        }
     assert names == {"site-1-simulate_job-demo", "site-2-simulate_job-demo"}

@@ -26,7 +26,11 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
         exclude_vars: a regular expression; variables it matches (``re.search``) are left out of the result.
         aggregation_weights: per-site weights (default 1.0 for every site).
         expected_data_kind: ``WEIGHT_DIFF`` (clients send differences) or ``WEIGHTS`` (full models).
-        weigh_by_local_iter: weight each result by its ``NUM_STEPS_CURRENT_ROUND`` meta (1.0 when absent).
+        weigh_by_local_iter: multiply each result by its weight. False (NVFlare's HE setting): add the results
+            as they are, still dividing by the sum of weights, because the clients already multiplied them.
+
+    The weight of a result is ``aggregation_weights[site] × NUM_STEPS_CURRENT_ROUND`` (each 1.0 when absent);
+    a variable's aggregate is ``Σ w·v / Σ w`` (``Σ v / Σ w`` without ``weigh_by_local_iter``), as in NVFlare.
     """
 
     def __init__(
@@ -48,17 +52,15 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
         self._missing_steps: dict[str, int] = {}
 
     def weight_of(self, site: str, result: ModelMessage) -> float:
-        """Return the weight of one result: the site's weight × its local steps (when weighing by them)."""
+        """Return the weight of one result: the site's aggregation weight × its local steps."""
         weight = float(self.aggregation_weights.get(site, 1.0))
-        if self.weigh_by_local_iter:
-            steps = result.meta.get(MetaKey.NUM_STEPS_CURRENT_ROUND)
-            if steps is None:
-                n = self._missing_steps[site] = self._missing_steps.get(site, 0) + 1
-                if n <= 3:
-                    log.warning("result from %s has no %s; weighing it 1.0", site, MetaKey.NUM_STEPS_CURRENT_ROUND)
-                steps = 1.0
-            weight *= float(steps)
-        return weight
+        steps = result.meta.get(MetaKey.NUM_STEPS_CURRENT_ROUND)
+        if steps is None:
+            n = self._missing_steps[site] = self._missing_steps.get(site, 0) + 1
+            if n <= 3:
+                log.warning("result from %s has no %s; weighing it 1.0", site, MetaKey.NUM_STEPS_CURRENT_ROUND)
+            steps = 1.0
+        return weight * float(steps)
 
     def accept(self, site: str, result: ModelMessage, ctx: RunContext) -> bool:
         """Fold one result in; reject wrong kinds, empty params, other rounds and second contributions."""
@@ -79,7 +81,7 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
                 log.warning("rejecting a second result from %s in this round", site)
                 return False
             self._sites.add(site)
-            self._sum.add(result.params, self.weight_of(site, result), self.exclude)
+            self._sum.add(result.params, self.weight_of(site, result), self.exclude, self.weigh_by_local_iter)
         return True
 
     def aggregate(self, ctx: RunContext) -> ModelMessage:

@@ -22,8 +22,16 @@ class WeightedSum:
     dtypes: dict[str, np.dtype] = field(default_factory=dict)
     count: int = 0
 
-    def add(self, params: Params, weight: float, exclude: re.Pattern[str] | None = None) -> None:
-        """Fold one contribution in; variables matching ``exclude`` are skipped."""
+    def add(self, params: Params, weight: float, exclude: re.Pattern[str] | None = None, scale: bool = True) -> None:
+        """Fold one contribution in; variables matching ``exclude`` are skipped.
+
+        Args:
+            params: the contribution's variables.
+            weight: its weight (always added to the variable's sum of weights).
+            exclude: variables whose name this pattern finds (``re.search``) are skipped.
+            scale: multiply the values by ``weight`` (False: add them as they are, for contributions the
+                clients already weighted, e.g. under homomorphic encryption; NVFlare's ``weigh_by_local_iter``).
+        """
         for name, value in params.items():
             if exclude is not None and exclude.search(name):
                 continue
@@ -31,10 +39,10 @@ class WeightedSum:
             acc_dtype = np.float64 if arr.dtype.kind in "iub" or arr.dtype == np.float64 else np.float32
             if name not in self.total:
                 self.dtypes[name] = arr.dtype
-                self.total[name] = np.multiply(arr, weight, dtype=acc_dtype)
+                self.total[name] = np.multiply(arr, weight if scale else 1.0, dtype=acc_dtype)
                 self.weight[name] = weight
             else:
-                self.total[name] += arr * weight
+                self.total[name] += arr * weight if scale else arr
                 self.weight[name] += weight
         self.count += 1
 

@@ -37,6 +37,7 @@ from flruntime.client.base import Incoming
 from flruntime.client.in_process import InProcessChannel, InProcessClientAPI
 from flruntime.runtime.context import RunContext, TaskContext
 from flruntime.runtime.messages import ModelMessage
+from flruntime.tracking.emit import emit
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,9 @@ class InProcessClientAPIExecutor(ClientAPIExecutorBase):
             self._start_error = str(exc)
             log.error("%s: cannot start the training script: %s", ctx.site, exc)
             return
-        api = InProcessClientAPI(self.client_config(ctx), InProcessChannel(abort=ctx.abort))
+        api = InProcessClientAPI(
+            self.client_config(ctx), InProcessChannel(abort=ctx.abort), on_log=lambda record: emit(ctx, record)
+        )
         self._runner = _ScriptRunner(path, self.script_args, api, ctx.site)
         log.info("%s: starting the training script %s in process", ctx.site, path)
         self._runner.thread.start()

@@ -40,6 +40,7 @@ from flruntime.pipes.endpoint import PipeEndpoint
 from flruntime.roles import Launcher, Pipe
 from flruntime.runtime.context import RunContext, TaskContext
 from flruntime.runtime.messages import ModelMessage, ReturnCode, Task, TaskResult
+from flruntime.tracking.relay import forward_log
 from flruntime.transport.codec import CodecError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,8 @@ class ClientAPILauncherExecutor(ClientAPIExecutorBase):
         elif topic == Topic.RESULT and self._endpoint is not None:
             log.warning("%s: dropping a result for a task that is not running", ctx.site)
             self._ack(payload)
+        elif topic == Topic.LOG:
+            forward_log(payload, ctx.run)
 
     def _ack(self, payload: bytes) -> TaskResult | None:
         try:

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from flruntime.components.tracking.receiver import AnalyticsReceiver
+
 from flruntime.runtime.context import RunContext
 from flruntime.tracking.record import AnalyticsDataType, AnalyticsRecord, LogWriterName
 
@@ -32,8 +33,13 @@ class WandBReceiver(AnalyticsReceiver):
 
     writer = LogWriterName.WANDB
 
-    def __init__(self, wandb_args: dict[str, Any], mode: str = "offline", events: list[str] | None = None,
-                 process_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        wandb_args: dict[str, Any],
+        mode: str = "offline",
+        events: list[str] | None = None,
+        process_timeout: float = 10.0,
+    ) -> None:
         super().__init__(events)
         for key in ("name", "project", "job_type"):
             if not wandb_args.get(key):
@@ -50,8 +56,9 @@ class WandBReceiver(AnalyticsReceiver):
         import wandb  # noqa: F401
 
         if self.mode == "online" and not os.environ.get("WANDB_API_KEY"):
-            log.warning("%s: W&B online mode needs WANDB_API_KEY in the server's environment; logging offline",
-                        ctx.site)
+            log.warning(
+                "%s: W&B online mode needs WANDB_API_KEY in the server's environment; logging offline", ctx.site
+            )
             self.mode = "offline"
         self.dir = ctx.workspace
 
@@ -61,9 +68,14 @@ class WandBReceiver(AnalyticsReceiver):
 
             assert self.ctx is not None
             job_id = self.ctx.job_id
-            args = {**self.wandb_args, "name": f"{site}-{job_id}-{self.wandb_args['name']}",
-                    "group": f"{self.wandb_args['name']}-{job_id}", "mode": self.mode, "dir": str(self.dir),
-                    "reinit": "create_new"}
+            args = {
+                **self.wandb_args,
+                "name": f"{site}-{job_id}-{self.wandb_args['name']}",
+                "group": f"{self.wandb_args['name']}-{job_id}",
+                "mode": self.mode,
+                "dir": str(self.dir),
+                "reinit": "create_new",
+            }
             config = dict(args.pop("config", {}) or {})
             config.update({"job_id": job_id, "client": site, "run_name": self.wandb_args["name"]})
             self._runs[site] = wandb.init(config=config, **args)

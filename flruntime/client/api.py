@@ -22,6 +22,7 @@ from flruntime.client import binding
 from flruntime.client.base import ClientAPI
 from flruntime.client.ex_process import ExProcessClientAPI, launched
 from flruntime.runtime.messages import ModelMessage
+from flruntime.tracking.record import AnalyticsDataType, AnalyticsRecord, LogWriterName
 
 _init_lock = threading.Lock()
 
@@ -122,3 +123,22 @@ def clear() -> None:
 def shutdown() -> None:
     """End the session: ``receive`` returns None from now on."""
     _session().shutdown()
+
+
+def log(key: str, value: Any, data_type: AnalyticsDataType | str, **kwargs: Any) -> None:
+    """Send one analytics record to the site (NVFlare's ``flare.log``).
+
+    It becomes the site's ``analytix_log_stats`` event: site-side receivers see it, and
+    ``ConvertToFedEvent`` forwards it to the server's receivers. The tracking writers
+    (:mod:`flruntime.client.tracking`) call this.
+
+    Args:
+        key: the metric, parameter or tag name.
+        value: its value (a number, a dict of numbers, text, ...).
+        data_type: an :class:`~flruntime.tracking.record.AnalyticsDataType`.
+        **kwargs: ``global_step`` (or ``step``), ``writer`` (the API style) and extra arguments (``path``).
+    """
+    step = kwargs.pop("global_step", kwargs.pop("step", None))
+    writer = kwargs.pop("writer", LogWriterName.TORCH_TB)
+    record = AnalyticsRecord.make(key, value, AnalyticsDataType(data_type), LogWriterName(writer), step, **kwargs)
+    _session().log(record)

@@ -18,6 +18,7 @@ import numpy as np
 from flruntime.client.config import ClientConfig
 from flruntime.client.torch_params import plain, to_numpy, to_torch
 from flruntime.runtime.messages import ModelMessage, ParamsType
+from flruntime.tracking.record import AnalyticsRecord
 
 
 @dataclass
@@ -67,6 +68,15 @@ class ClientAPI(ABC):
 
     def _stop(self) -> None:  # noqa: B027 - optional hook
         """Disconnect (called by ``shutdown``)."""
+
+    @abstractmethod
+    def _log(self, record: AnalyticsRecord) -> None:
+        """Hand an analytics record to the client (it becomes the site's ``analytix_log_stats`` event)."""
+
+    def log(self, record: AnalyticsRecord) -> None:
+        """Send one analytics record (``flare.log`` and the tracking writers call this)."""
+        self.init()
+        self._log(record)
 
     # --- the API --------------------------------------------------------------------------------------
 

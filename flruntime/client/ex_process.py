@@ -24,6 +24,7 @@ from flruntime.client.config import (
     ENV_CONFIG,
     EX_PROCESS,
     EX_PROCESS_NVFLARE,
+    METRICS_EXCHANGE,
     ClientConfig,
     read_config_file,
 )
@@ -31,6 +32,7 @@ from flruntime.client.protocol import Topic
 from flruntime.pipes.endpoint import PipeEndpoint
 from flruntime.pipes.spec import pipe_from_spec
 from flruntime.runtime.messages import ModelMessage, ReturnCode, Task, TaskResult
+from flruntime.tracking.record import AnalyticsRecord
 from flruntime.transport.codec import CodecError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class ExProcessClientAPI(ClientAPI):
         self.source = source or "client_api_config.json"
         self._endpoint: PipeEndpoint | None = None
         self._acks: dict[str, threading.Event] = {}
+        self._metrics: PipeEndpoint | None = None
+        self._metrics_missing = False
 
     @classmethod
     def from_file(cls, path: str | Path | None = None) -> ExProcessClientAPI:
@@ -98,6 +102,10 @@ class ExProcessClientAPI(ClientAPI):
         atexit.register(self.shutdown)
 
     def _stop(self) -> None:
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.close()
+            metrics.pipe.close()
         endpoint, self._endpoint = self._endpoint, None
         if endpoint is None:
             return
@@ -167,6 +175,32 @@ class ExProcessClientAPI(ClientAPI):
                     f"flare.send(): the result of task '{task_name}' was not acknowledged "
                     f"({lost or f'no answer within {timeout:g} s'})"
                 )
+
+    def _log(self, record: AnalyticsRecord) -> None:
+        """Send a record over the metrics pipe when one is configured, else over the task pipe."""
+        endpoint = self._metrics_endpoint() or self._endpoint
+        if endpoint is None:
+            raise RuntimeError("flare.log(): the Client API session has ended")
+        payload = json.dumps(record.to_dict()).encode("utf-8")
+        if not endpoint.send(Topic.LOG, payload, timeout=self.config.peer_read_timeout):
+            log.warning("flare.log(): could not send '%s' to the flruntime client", record.tag)
+
+    def _metrics_endpoint(self) -> PipeEndpoint | None:
+        """The endpoint of the METRICS_EXCHANGE pipe a MetricRelay exported (opened on first use)."""
+        if self._metrics is not None or self._metrics_missing:
+            return self._metrics
+        section = self.config.extra.get(METRICS_EXCHANGE) or {}
+        spec = section.get("pipe") if isinstance(section, dict) else None
+        if not spec:
+            self._metrics_missing = True
+            return None
+        pipe = pipe_from_spec(spec)
+        pipe.open(str(section.get("pipe_channel_name", "metric")))
+        self._metrics = PipeEndpoint(
+            pipe, read_interval=self.config.read_interval, heartbeat_interval=self.config.heartbeat_interval
+        )
+        self._metrics.start()
+        return self._metrics
 
     def _on_ack(self, payload: bytes) -> None:
         event = self._acks.pop(payload.decode("utf-8", "replace"), None)

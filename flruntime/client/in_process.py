@@ -15,6 +15,7 @@ from collections.abc import Callable
 from flruntime.client.base import ClientAPI, Incoming
 from flruntime.client.config import ClientConfig
 from flruntime.runtime.messages import ModelMessage
+from flruntime.tracking.record import AnalyticsRecord
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +111,21 @@ class InProcessClientAPI(ClientAPI):
     """
 
     def __init__(
-        self, config: ClientConfig, channel: InProcessChannel, on_init: Callable[[], None] | None = None
+        self,
+        config: ClientConfig,
+        channel: InProcessChannel,
+        on_init: Callable[[], None] | None = None,
+        on_log: Callable[[AnalyticsRecord], None] | None = None,
     ) -> None:
         super().__init__(config)
         self.channel = channel
         self._on_init = on_init
+        self._on_log = on_log
+
+    def _log(self, record: AnalyticsRecord) -> None:
+        if self._on_log is None:
+            raise RuntimeError("flare.log(): this Client API session has no metrics path")
+        self._on_log(record)
 
     def _start(self) -> None:
         if self._on_init is not None:

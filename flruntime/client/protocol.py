@@ -19,3 +19,4 @@ class Topic(StrEnum):
     ACK = "ack"  # client → script: the id of a task whose result arrived
     STOP = "stop"  # client → script: the job ended; receive() returns None
     BYE = "bye"  # script → client: the script ended its session
+    LOG = "log"  # script → client: an analytics record, JSON (flare.log and the tracking writers)

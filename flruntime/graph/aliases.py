@@ -22,6 +22,11 @@ NVFLARE_ALIASES: dict[str, str] = {
     "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator": (
         _OURS + "shareables.full_model.FullModelShareableGenerator"
     ),
+    "nvflare.app_common.widgets.metric_relay.MetricRelay": _OURS + "widgets.metric_relay.MetricRelay",
+    "nvflare.app_common.metrics_exchange.metrics_sender.MetricsSender": _OURS + "widgets.metric_relay.MetricsSender",
+    "nvflare.app_common.widgets.external_configurator.ExternalConfigurator": (
+        _OURS + "widgets.metric_relay.ExternalConfigurator"
+    ),
     "nvflare.app_common.widgets.convert_to_fed_event.ConvertToFedEvent": (
         _OURS + "tracking.convert_to_fed_event.ConvertToFedEvent"
     ),

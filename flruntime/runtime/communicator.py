@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[TaskResult], None]
 
+#: Client events kept while the server is still starting.
+EARLY_EVENTS = 100_000
+
 
 class Shutdown:
     """Returned by :meth:`Communicator.pull` when the job has ended and the client should stop."""
@@ -67,6 +70,7 @@ class Communicator:
         self.late: list[LateResult] = []
         self.last_seen: dict[str, float] = {}
         self.event_sink: Callable[[str, str, dict[str, Any]], None] | None = None
+        self._early_events: deque[tuple[str, str, dict[str, Any]]] = deque()
         for site in clients:
             self.register(site)
 
@@ -101,7 +105,7 @@ class Communicator:
 
     def submit(self, result: TaskResult) -> bool:
         """Deliver a client's result; returns False when it was late or a duplicate (and is dropped)."""
-        with self._cond:
+        with self._cond, as_site("server"):  # its messages belong to the server, whichever thread delivers
             self.last_seen[result.site] = time.monotonic()
             group = self._groups.get(result.task_id)
             if group is None:
@@ -116,21 +120,46 @@ class Communicator:
             group.results[result.site] = result
             if group.on_result is not None:
                 try:
-                    with as_site("server"):
-                        group.on_result(result)
+                    group.on_result(result)
                 except Exception:
                     log.exception("processing the result of '%s' from %s failed", result.name, result.site)
             self._cond.notify_all()
             return True
 
     def deliver_event(self, site: str, name: str, data: dict[str, Any]) -> None:
-        """Hand a client's federated event to the server's event sink (dropped when there is none)."""
-        sink = self.event_sink
-        if sink is None:
-            log.debug("dropping event %s from %s: the server is not running", name, site)
-            return
+        """Hand a client's federated event to the server's event sink.
+
+        Events that arrive before the server has started its components (a script logging its parameters
+        right at start-up) are kept, up to :data:`EARLY_EVENTS`, and delivered when the sink is set; events
+        after the job ended are dropped.
+        """
+        with self._cond:
+            sink = self.event_sink
+            if sink is None:
+                if self._shutdown:
+                    log.debug("dropping event %s from %s: the job has ended", name, site)
+                elif len(self._early_events) < EARLY_EVENTS:
+                    self._early_events.append((site, name, data))
+                else:
+                    log.warning("dropping event %s from %s: the server has not started yet", name, site)
+                return
         with as_site("server"):
             sink(site, name, data)
+
+    def set_event_sink(self, sink: Callable[[str, str, dict[str, Any]], None] | None) -> None:
+        """Set (or clear) where client events go; events kept from before the server started go there first."""
+        with self._cond:
+            early, self._early_events = list(self._early_events), deque()
+            self.event_sink = sink
+        if sink is not None:
+            with as_site("server"):
+                for site, name, data in early:
+                    sink(site, name, data)
+
+    def wake(self) -> None:
+        """Wake every waiting workflow (e.g. so it sees an abort at once)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def shutdown(self) -> None:
         """End the job: every client's next pull returns SHUTDOWN."""

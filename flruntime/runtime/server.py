@@ -53,6 +53,7 @@ class ServerEngine:
     def abort(self) -> None:
         """Ask the running workflow to stop; clients are told to stop when it has."""
         self.ctx.abort.set()
+        self.comm.wake()
 
     def run(self) -> ServerOutcome:
         """Start the components, run every workflow in order, stop the components and the clients."""
@@ -61,7 +62,7 @@ class ServerEngine:
         with as_site(self.ctx.site), job_imports(self.graph.custom_dir):
             try:
                 start_components(self.graph.objects(), self.ctx)
-                self.comm.event_sink = self._on_client_event
+                self.comm.set_event_sink(self._on_client_event)
                 for wid, workflow in self.graph.workflows:
                     if self.ctx.abort.is_set():
                         break
@@ -76,7 +77,7 @@ class ServerEngine:
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 self.ctx.abort.set()
             finally:
-                self.comm.event_sink = None
+                self.comm.set_event_sink(None)
                 try:
                     stop_components(self.graph.objects(), self.ctx)
                 finally:

@@ -78,8 +78,9 @@ class RoundRobinWorkflow(Workflow):
                 if result.data is not None:
                     aggregator.accept(result.site, result.data, ctx)
 
-            ctx.communicator.broadcast_and_wait(self.task_name, self.model, headers={"current_round": rnd},
-                                                on_result=accept, abort=ctx.abort)
+            ctx.communicator.broadcast_and_wait(
+                self.task_name, self.model, headers={"current_round": rnd}, on_result=accept, abort=ctx.abort
+            )
             self.model = aggregator.aggregate(ctx)
             aggregator.reset(ctx)
         np.save(ctx.workspace / "model.npy", self.model.params["w"])

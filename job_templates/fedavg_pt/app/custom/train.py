@@ -67,11 +67,27 @@ def main() -> None:
         loss, steps = train_epochs(net, train_data, args.local_epochs, args.lr, args.batch_size, args.seed + rnd)
         after = net.state_dict()
         norm = update_norm(before, after)
-        log.info("%s round %d: val_acc_global_model=%.4f train_loss=%.4f lr=%g diff_norm=%.4f",
-                 site, rnd, global_acc, loss, args.lr, norm)
-        flare.send(flare.FLModel(params=after, metrics={"val_acc": global_acc},
-                                 meta={"NUM_STEPS_CURRENT_ROUND": steps, "train_loss": loss, "diff_norm": norm,
-                                       "learning_rate": args.lr}))
+        log.info(
+            "%s round %d: val_acc_global_model=%.4f train_loss=%.4f lr=%g diff_norm=%.4f",
+            site,
+            rnd,
+            global_acc,
+            loss,
+            args.lr,
+            norm,
+        )
+        flare.send(
+            flare.FLModel(
+                params=after,
+                metrics={"val_acc": global_acc},
+                meta={
+                    "NUM_STEPS_CURRENT_ROUND": steps,
+                    "train_loss": loss,
+                    "diff_norm": norm,
+                    "learning_rate": args.lr,
+                },
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -23,18 +23,24 @@ import flruntime.client as flare
 log = logging.getLogger("fedavg_pt.train_cifar10")
 
 
-def load_cifar10(root: Path, site_index: int, num_sites: int) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+def load_cifar10(
+    root: Path, site_index: int, num_sites: int
+) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """Return this site's contiguous shard of the CIFAR-10 training set and the test set.
 
     Raises:
         SystemExit: with an actionable message when torchvision or the data is missing.
     """
     if importlib.util.find_spec("torchvision") is None:
-        sys.exit("train_cifar10.py needs torchvision: pip install torchvision matching your torch version "
-                 "(or use app_script=train.py for the digits data that ships with scikit-learn)")
+        sys.exit(
+            "train_cifar10.py needs torchvision: pip install torchvision matching your torch version "
+            "(or use app_script=train.py for the digits data that ships with scikit-learn)"
+        )
     if not (root / "cifar-10-batches-py").is_dir():
-        sys.exit(f"CIFAR-10 data not found under {root}: put the extracted 'cifar-10-batches-py' folder there "
-                 "(this script never downloads) or pass --data_root")
+        sys.exit(
+            f"CIFAR-10 data not found under {root}: put the extracted 'cifar-10-batches-py' folder there "
+            "(this script never downloads) or pass --data_root"
+        )
     from torchvision import datasets, transforms
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
@@ -79,8 +85,13 @@ def main() -> None:
         rnd = model.current_round or 0
         loss, steps = train_epochs(net, train_data, args.local_epochs, args.lr, args.batch_size, args.seed + rnd)
         log.info("%s round %d: val_acc_global_model=%.4f train_loss=%.4f", site, rnd, acc, loss)
-        flare.send(flare.FLModel(params=net.state_dict(), metrics={"val_acc": acc},
-                                 meta={"NUM_STEPS_CURRENT_ROUND": steps, "train_loss": loss}))
+        flare.send(
+            flare.FLModel(
+                params=net.state_dict(),
+                metrics={"val_acc": acc},
+                meta={"NUM_STEPS_CURRENT_ROUND": steps, "train_loss": loss},
+            )
+        )
 
 
 if __name__ == "__main__":

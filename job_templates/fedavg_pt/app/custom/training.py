@@ -7,7 +7,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 
-def train_epochs(net: nn.Module, data: Dataset, epochs: int, lr: float, batch_size: int, seed: int) -> tuple[float, int]:
+def train_epochs(
+    net: nn.Module, data: Dataset, epochs: int, lr: float, batch_size: int, seed: int
+) -> tuple[float, int]:
     """Train ``net`` with SGD (momentum 0.9) for ``epochs``; return (mean loss of the last epoch, steps taken)."""
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator)

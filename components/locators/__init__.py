@@ -1,0 +1,1 @@
+"""Built-in model locators (server models for cross-site evaluation)."""
