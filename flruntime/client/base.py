@@ -17,7 +17,7 @@ import numpy as np
 
 from flruntime.client.config import ClientConfig
 from flruntime.client.torch_params import plain, to_numpy, to_torch
-from flruntime.runtime.messages import ModelMessage, ParamsType
+from flruntime.runtime.messages import MetaKey, ModelMessage, ParamsType
 from flruntime.tracking.record import AnalyticsRecord
 
 
@@ -172,10 +172,14 @@ class ClientAPI(ABC):
     def _outgoing(self, model: ModelMessage, current: _Current) -> ModelMessage:
         params = to_numpy(model.params) if model.params is not None else None
         ptype = ParamsType(str(model.params_type or ParamsType.FULL).upper())
-        if params and ptype is ParamsType.FULL and self.config.transfer_type is ParamsType.DIFF:
+        training = current.task_name == self.config.train_task_name
+        if params and training and ptype is ParamsType.FULL and self.config.transfer_type is ParamsType.DIFF:
             params = self._difference(params, current.received or {})
             ptype = ParamsType.DIFF
         meta = plain(dict(model.meta or {}))
+        if params is not None and model.metrics:
+            # NVFlare's convention: metrics sent with trained params evaluate the received global model
+            meta.setdefault(MetaKey.INITIAL_METRICS, plain(model.metrics))
         return ModelMessage(
             params,
             ptype,

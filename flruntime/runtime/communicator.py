@@ -71,6 +71,8 @@ class Communicator:
         self.last_seen: dict[str, float] = {}
         self.event_sink: Callable[[str, str, dict[str, Any]], None] | None = None
         self._early_events: deque[tuple[str, str, dict[str, Any]]] = deque()
+        self.data_filter: Callable[[Task], Task] | None = None
+        self.result_filter: Callable[[TaskResult], TaskResult] | None = None
         for site in clients:
             self.register(site)
 
@@ -117,6 +119,9 @@ class Communicator:
                 self.late.append(LateResult(result.site, result.name, "duplicate"))
                 log.warning("dropping duplicate result of task '%s' from %s", result.name, result.site)
                 return False
+            if self.result_filter is not None:
+                with as_site("server"):
+                    result = self.result_filter(result)
             group.results[result.site] = result
             if group.on_result is not None:
                 try:
@@ -206,9 +211,12 @@ class Communicator:
             for site in sites:
                 task_id = uuid.uuid4().hex
                 payload = data(site) if callable(data) else data
+                task = Task(task_id, task_name, payload, dict(headers or {}))
+                if self.data_filter is not None:
+                    task = self.data_filter(task)
                 group.task_ids[site] = task_id
                 self._groups[task_id] = group
-                self._queues.setdefault(site, deque()).append(Task(task_id, task_name, payload, dict(headers or {})))
+                self._queues.setdefault(site, deque()).append(task)
             self._cond.notify_all()
             while True:
                 now = time.monotonic()

@@ -11,9 +11,10 @@ from typing import Any
 from flruntime.graph.builder import SiteGraph
 from flruntime.graph.locate import job_imports
 from flruntime.runtime.communicator import Communicator
-from flruntime.runtime.context import ServerContext
+from flruntime.runtime.context import ServerContext, TaskContext
 from flruntime.runtime.lifecycle import start_components, stop_components
 from flruntime.runtime.log_context import as_site
+from flruntime.runtime.messages import ReturnCode, Task, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,40 @@ class ServerEngine:
         self.comm = comm
         ctx.comm = comm
         ctx.components = graph.components
+        if graph.task_data_filters:
+            comm.data_filter = self._filter_task
+        if graph.task_result_filters:
+            comm.result_filter = self._filter_result
+
+    def _filter_task(self, task: Task) -> Task:
+        """Run the server's data filters (direction ``out``) over a task's data before it is queued."""
+        ctx = TaskContext(self.ctx, task.name, task.task_id, dict(task.headers))
+        data = task.data
+        for f in self.graph.filters_for(self.graph.task_data_filters, task.name, "out"):
+            data = f.process(data, ctx)
+        return Task(task.task_id, task.name, data, task.headers)
+
+    def _filter_result(self, result: TaskResult) -> TaskResult:
+        """Run the server's result filters (direction ``in``) over a result; a failure becomes its return code."""
+        if result.rc != ReturnCode.OK or result.data is None:
+            return result
+        ctx = TaskContext(self.ctx, result.name, result.task_id, dict(result.headers))
+        data = result.data
+        try:
+            for f in self.graph.filters_for(self.graph.task_result_filters, result.name, "in"):
+                data = f.process(data, ctx)
+        except Exception as exc:
+            log.error("server: result filter failed on the result of '%s' from %s: %s", result.name, result.site, exc)
+            return TaskResult(
+                result.task_id,
+                result.name,
+                result.site,
+                ReturnCode.TASK_RESULT_FILTER_ERROR,
+                None,
+                result.headers,
+                f"{type(exc).__name__}: {exc}",
+            )
+        return TaskResult(result.task_id, result.name, result.site, result.rc, data, result.headers, result.error)
 
     def _on_client_event(self, site: str, name: str, data: dict[str, Any]) -> None:
         self.ctx.bus.fire(name, origin=site, **data)

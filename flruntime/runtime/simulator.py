@@ -285,7 +285,13 @@ def _run(
     result.round_metrics = tracker.metrics
     if plot_round_metrics(tracker.metrics, ws / "training_curve.png", title=f"{result.job}: client metrics per round"):
         result.files["training_curve.png"] = str(ws / "training_curve.png")
-    for name in ("FL_global_model.pt", "best_FL_global_model.pt", "cross_site_val/cross_val_results.json"):
+    for name in (
+        "FL_global_model.pt",
+        "best_FL_global_model.pt",
+        "cross_site_val/cross_val_results.json",
+        "cross_site_val/cross_val_results.png",
+        "mlflow.db",
+    ):
         if (ws / "server" / name).exists():
             result.files[name] = str(ws / "server" / name)
     (ws / RESULTS_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")

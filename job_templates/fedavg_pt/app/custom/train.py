@@ -17,6 +17,7 @@ from fedavg_net import DigitsCNN
 from training import accuracy, train_epochs
 
 import flruntime.client as flare
+from flruntime.client.tracking import SummaryWriter
 
 log = logging.getLogger("fedavg_pt.train")
 
@@ -48,6 +49,7 @@ def main() -> None:
     net = DigitsCNN()
     best_acc, best_state = -1.0, copy.deepcopy(net.state_dict())
     log.info("%s: %d training samples, %d test samples", site, len(train_data), len(test_data))
+    writer = SummaryWriter()
     while flare.is_running():
         model = flare.receive()
         if model is None:
@@ -76,6 +78,16 @@ def main() -> None:
             args.lr,
             norm,
         )
+        epoch = (rnd + 1) * args.local_epochs
+        for tag, value in (
+            ("val_acc_global_model", global_acc),
+            ("train_loss", loss),
+            ("learning_rate", args.lr),
+            ("diff_norm", norm),
+            ("global_round", rnd),
+            ("global_epoch", epoch),
+        ):
+            writer.add_scalar(tag, value, rnd)
         flare.send(
             flare.FLModel(
                 params=after,
