@@ -27,6 +27,9 @@ def plot_round_metrics(rows: Sequence[dict[str, Any]], path: Path, title: str = 
     for name in names:
         points = [(row["round"], row[name]) for row in rows if name in row]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("value (mean over clients, weighted by local steps)")
     ax.set_title(title or "training curve")

@@ -62,13 +62,14 @@ def main() -> None:
         if flare.is_evaluate():
             flare.send(flare.FLModel(metrics={"val_acc": global_acc}))
             continue
-        if global_acc > best_acc:
-            best_acc, best_state = global_acc, copy.deepcopy(net.state_dict())
         before = copy.deepcopy(net.state_dict())
         rnd = model.current_round or 0
         loss, steps = train_epochs(net, train_data, args.local_epochs, args.lr, args.batch_size, args.seed + rnd)
         after = net.state_dict()
         norm = update_norm(before, after)
+        local_acc = accuracy(net, test_data)
+        if local_acc > best_acc:  # the best locally trained model is what this site submits for cross-site eval
+            best_acc, best_state = local_acc, copy.deepcopy(after)
         log.info(
             "%s round %d: val_acc_global_model=%.4f train_loss=%.4f lr=%g diff_norm=%.4f",
             site,
@@ -81,6 +82,7 @@ def main() -> None:
         epoch = (rnd + 1) * args.local_epochs
         for tag, value in (
             ("val_acc_global_model", global_acc),
+            ("val_acc_local_model", local_acc),
             ("train_loss", loss),
             ("learning_rate", args.lr),
             ("diff_norm", norm),
