@@ -116,7 +116,7 @@ class Pipe(ABC):
         """Stop using the pipe and free what it holds (idempotent)."""
 
     @abstractmethod
-    def send(self, topic: str, payload: bytes = b"", timeout: float | None = None) -> bool:
+    def send(self, topic: str, payload: bytes | bytearray = b"", timeout: float | None = None) -> bool:
         """Send one message; False when it could not be handed over within ``timeout`` (no peer, closed)."""
 
     @abstractmethod

@@ -314,7 +314,7 @@ class ClientAPILauncherExecutor(ClientAPIExecutorBase):
             self._launcher.stop()
         return self.task_output(result, data, ctx)
 
-    def _send_task(self, endpoint: PipeEndpoint, wire: bytes, ctx: TaskContext) -> None:
+    def _send_task(self, endpoint: PipeEndpoint, wire: bytes | bytearray, ctx: TaskContext) -> None:
         deadline = time.monotonic() + self.peer_read_timeout
         while not endpoint.send(Topic.TASK, wire, timeout=0.1):
             code = self._launcher.exit_code() if self._launcher is not None else None

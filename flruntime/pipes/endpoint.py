@@ -96,7 +96,7 @@ class PipeEndpoint:
             if self._stop.wait(self.heartbeat_interval):
                 return
 
-    def send(self, topic: str, payload: bytes = b"", timeout: float | None = 0.0) -> bool:
+    def send(self, topic: str, payload: bytes | bytearray = b"", timeout: float | None = 0.0) -> bool:
         """Send a message to the peer; False when the pipe could not take it."""
         try:
             return self.pipe.send(topic, payload, timeout=timeout)

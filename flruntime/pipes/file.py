@@ -26,7 +26,7 @@ _MAGIC = b"FLP1"
 _SUFFIX = ".msg"
 
 
-def pack(topic: str, payload: bytes) -> bytes:
+def pack(topic: str, payload: bytes | bytearray) -> bytes:
     """Return the bytes of one message file."""
     raw = topic.encode("utf-8")
     return b"".join([_MAGIC, struct.pack(">H", len(raw)), raw, payload])
@@ -81,7 +81,7 @@ class FilePipe(Pipe):
         """Stop sending and receiving (message files stay for a peer that still reads them)."""
         self._closed.set()
 
-    def send(self, topic: str, payload: bytes = b"", timeout: float | None = None) -> bool:
+    def send(self, topic: str, payload: bytes | bytearray = b"", timeout: float | None = None) -> bool:
         """Write one message file (atomically); False when the pipe is closed or the write failed."""
         out = self._out
         if out is None or self._closed.is_set():

@@ -71,7 +71,7 @@ class MemoryPipe(Pipe):
                 _LINKS.pop(self._key, None)
         self._link = self._key = None
 
-    def send(self, topic: str, payload: bytes = b"", timeout: float | None = None) -> bool:
+    def send(self, topic: str, payload: bytes | bytearray = b"", timeout: float | None = None) -> bool:
         """Queue one message for the peer; False when the pipe is not open."""
         link = self._link
         if link is None:

@@ -66,7 +66,7 @@ def read_frame(sock: socket.socket) -> tuple[str, bytes] | None:
     return topic.decode("utf-8"), bytes(payload)
 
 
-def write_frame(sock: socket.socket, topic: str, payload: bytes) -> None:
+def write_frame(sock: socket.socket, topic: str, payload: bytes | bytearray) -> None:
     """Write one frame (raises OSError when the connection is gone)."""
     raw = topic.encode("utf-8")
     head = _HEAD.pack(_MAGIC, len(raw), len(payload)) + raw
@@ -220,7 +220,7 @@ class SocketPipe(Pipe):
 
     # --- messages -----------------------------------------------------------------------------------
 
-    def send(self, topic: str, payload: bytes = b"", timeout: float | None = 0.0) -> bool:
+    def send(self, topic: str, payload: bytes | bytearray = b"", timeout: float | None = 0.0) -> bool:
         """Send one frame; False when there is no connection.
 
         A PASSIVE side waits up to ``timeout`` seconds for a peer to connect (None: until one does or the pipe

@@ -55,8 +55,12 @@ def _model_header(msg: ModelMessage, arrays: list[tuple[str, Any]]) -> dict[str,
     }
 
 
-def encode(obj: ModelMessage | Task | TaskResult) -> bytes:
-    """Encode a model message, task or task result."""
+def encode(obj: ModelMessage | Task | TaskResult) -> bytearray:
+    """Encode a model message, task or task result.
+
+    Every array is copied exactly once, straight into the returned buffer (a ``bytearray``, so
+    :func:`decode` can hand out writable views of it without another copy).
+    """
     arrays: list[tuple[str, Any]] = []
     if isinstance(obj, ModelMessage):
         header: dict[str, Any] = {"type": "model", "model": _model_header(obj, arrays)}
@@ -81,25 +85,43 @@ def encode(obj: ModelMessage | Task | TaskResult) -> bytes:
         }
     else:
         raise TypeError(f"cannot encode {type(obj).__name__}")
-    specs, chunks, offset = [], [], 0
+    specs: list[dict[str, Any]] = []
+    sources: list[np.ndarray] = []
+    offset = 0
     for name, value in arrays:
         if isinstance(value, (bytes, bytearray, memoryview)):
-            raw = bytes(value)
-            specs.append({"name": name, "dtype": "bytes", "shape": [len(raw)], "offset": offset, "nbytes": len(raw)})
+            source = np.frombuffer(value, dtype=np.uint8)
+            specs.append(
+                {"name": name, "dtype": "bytes", "shape": [source.size], "offset": offset, "nbytes": source.size}
+            )
         else:
             arr = np.asarray(value)
             if arr.dtype.kind not in _ALLOWED_KINDS:
                 raise TypeError(f"parameter '{name}' has dtype {arr.dtype}; only numeric arrays can be sent")
             arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-            raw = arr.tobytes()
+            source = arr.reshape(-1).view(np.uint8)
             specs.append(
-                {"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset, "nbytes": len(raw)}
+                {
+                    "name": name,
+                    "dtype": arr.dtype.str,
+                    "shape": list(arr.shape),
+                    "offset": offset,
+                    "nbytes": source.size,
+                }
             )
-        chunks.append(raw)
-        offset += len(raw)
+        sources.append(source)
+        offset += source.size
     header["arrays"] = specs
     head = json.dumps(header, default=_json_default, separators=(",", ":")).encode("utf-8")
-    return b"".join([MAGIC, struct.pack(">I", len(head)), head, *chunks])
+    start = 8 + len(head)
+    out = bytearray(start + offset)
+    out[:4] = MAGIC
+    struct.pack_into(">I", out, 4, len(head))
+    out[8:start] = head
+    body = np.frombuffer(out, dtype=np.uint8, offset=start)
+    for spec, source in zip(specs, sources, strict=True):
+        body[spec["offset"] : spec["offset"] + spec["nbytes"]] = source
+    return out
 
 
 def _model(h: dict[str, Any], tensors: dict[str, Any]) -> ModelMessage:
