@@ -75,20 +75,14 @@ UNSUPPORTED: dict[str, list[str]] = {
     "sag_np": [],
     "sag_np_cell_pipe": [],
     "sag_np_metrics": [
-        "nvflare.app_common.widgets.external_configurator.ExternalConfigurator",
-        "nvflare.app_common.widgets.metric_relay.MetricRelay",
     ],
     "sag_pt": [
-        "nvflare.app_common.widgets.external_configurator.ExternalConfigurator",
-        "nvflare.app_common.widgets.metric_relay.MetricRelay",
     ],
     "sag_pt_deploy_map": [],
     "sag_pt_executor": [
         "nvflare.app_common.workflows.initialize_global_weights.InitializeGlobalWeights",
     ],
     "sag_pt_he": [
-        "nvflare.app_common.widgets.external_configurator.ExternalConfigurator",
-        "nvflare.app_common.widgets.metric_relay.MetricRelay",
         "nvflare.app_opt.he.intime_accumulate_model_aggregator.HEInTimeAccumulateWeightedAggregator",
         "nvflare.app_opt.he.model_decryptor.HEModelDecryptor",
         "nvflare.app_opt.he.model_encryptor.HEModelEncryptor",
@@ -97,8 +91,6 @@ UNSUPPORTED: dict[str, list[str]] = {
     ],
     "sag_pt_in_proc": [],
     "sag_pt_mlflow": [
-        "nvflare.app_common.widgets.external_configurator.ExternalConfigurator",
-        "nvflare.app_common.widgets.metric_relay.MetricRelay",
     ],
     "spleen_ct_segmentation_he": [
         "monai_nvflare.client_algo_executor.ClientAlgoExecutor",
@@ -114,8 +106,6 @@ UNSUPPORTED: dict[str, list[str]] = {
         "monai_nvflare.client_algo_executor.ClientAlgoExecutor",
         "monai_nvflare.monai_bundle_persistor.MonaiBundlePersistor",
         "monai_nvflare.nvflare_stats_handler.NVFlareStatsHandler",
-        "nvflare.app_common.metrics_exchange.metrics_sender.MetricsSender",
-        "nvflare.app_common.widgets.metric_relay.MetricRelay",
     ],
     "spleen_ct_segmentation_sim": [
         "monai_nvflare.client_algo_executor.ClientAlgoExecutor",

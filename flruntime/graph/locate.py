@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
@@ -47,10 +48,16 @@ def custom_module_names(custom_dir: Path | None) -> set[str]:
     """Return the top-level modules and packages of a ``custom/`` folder.
 
     Besides modules and regular packages, a sub-folder without ``__init__.py`` that holds Python
-    files counts too: it imports as a namespace package.
+    files counts too: it imports as a namespace package. The answer is cached until the folder changes.
     """
     if custom_dir is None or not custom_dir.is_dir():
         return set()
+    return set(_custom_names(str(custom_dir), custom_dir.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=256)
+def _custom_names(folder: str, mtime_ns: int) -> frozenset[str]:
+    custom_dir = Path(folder)
     names = {m.name for m in pkgutil.iter_modules([str(custom_dir)])}
     for child in custom_dir.iterdir():
         if (
@@ -60,7 +67,7 @@ def custom_module_names(custom_dir: Path | None) -> set[str]:
             and next(child.rglob("*.py"), None) is not None
         ):
             names.add(child.name)
-    return names
+    return frozenset(names)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin
+
+from flruntime.graph.introspect import init_hints, init_parameters
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,11 @@ class RefParam:
     default: Any
 
 
-def _init_hints(cls: type) -> dict[str, Any]:
-    try:
-        return get_type_hints(cls.__init__, include_extras=True)  # type: ignore[misc]
-    except Exception:  # unresolvable annotations: no reference information
-        return {}
-
-
 def ref_params(cls: type) -> list[RefParam]:
     """Return the reference arguments declared by ``cls``'s constructor annotations."""
-    hints = _init_hints(cls)
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
+    hints = init_hints(cls)
+    params = init_parameters(cls)
+    if params is None:
         return []
     out = []
     for name, hint in hints.items():

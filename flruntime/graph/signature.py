@@ -8,19 +8,13 @@ import json
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin
 
 from flruntime.config.model import ComponentSpec, is_component_dict
+from flruntime.graph.introspect import init_hints, init_parameters
 from flruntime.problems import Problem
 
 ProblemAt = Callable[..., Problem]
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    try:
-        return get_type_hints(cls.__init__, include_extras=True)  # type: ignore[misc]
-    except Exception:
-        return {}
 
 
 def type_name(hint: Any) -> str:
@@ -125,10 +119,10 @@ def check_args(cls: type, spec: ComponentSpec, at: ProblemAt) -> list[Problem]:
         spec: the component entry.
         at: builds a problem at a JSON path: ``at(path, message, hint, code=...)``.
     """
-    try:
-        params = dict(inspect.signature(cls).parameters)
-    except (TypeError, ValueError):
+    found = init_parameters(cls)
+    if found is None:
         return []
+    params = dict(found)
     params.pop("self", None)
     name = cls.__name__
     problems: list[Problem] = []
@@ -154,7 +148,7 @@ def check_args(cls: type, spec: ComponentSpec, at: ProblemAt) -> list[Problem]:
                     code="missing-arg",
                 )
             )
-    hints = _hints(cls)
+    hints = init_hints(cls)
     for key, value in spec.args.items():
         if key not in hints or is_component_dict(value):
             continue

@@ -29,7 +29,7 @@ from flruntime.runtime.context import RunContext, ServerContext
 from flruntime.runtime.log_context import site_of
 from flruntime.runtime.server import RunStatus, ServerEngine
 from flruntime.transport.inprocess import InProcessConnection
-from flruntime.validation import build_job_site, validate_job
+from flruntime.validation import Report, build_job_site, validate_job
 
 SIM_JOB_ID = "simulate_job"
 MARKER = ".flruntime-workspace"
@@ -130,8 +130,7 @@ class _Progress:
             self.best = float(metric)
 
 
-def _client_names(job_dir: Path, n: int | None, clients: list[str] | None) -> list[str]:
-    report = validate_job(job_dir)
+def _client_names(report: Report, n: int | None, clients: list[str] | None) -> list[str]:
     if clients:
         names = clients
     elif n:
@@ -194,8 +193,8 @@ def simulate(
         ConfigError: the job is invalid.
     """
     root = Path(job_dir)
-    names = _client_names(root, n_clients, clients)
-    report = validate_job(root)
+    report = validate_job(root, overrides=overrides)
+    names = _client_names(report, n_clients, clients)
     ws = Path(workspace) if workspace else Path("/tmp/flruntime/simulate") / report.job.name
     _prepare_workspace(ws, resume)
     policy = policy or ImportPolicy()
@@ -242,6 +241,7 @@ def _run(
         SIM_JOB_ID, "server", ws / "server", server_graph.app_dir, EventBus("server"), abort=abort, resume=resume
     )
     tracker = _Progress(server_ctx.bus, len(names), progress)
+    tracker.t0 = start  # time to first task counts building the job too
     slots = threading.BoundedSemaphore(threads) if threads else None
     engines, connections = [], []
     for site in names:
