@@ -94,6 +94,15 @@ CUSTOM_SOURCE = textwrap.dedent(
             self.expected_data_kind = expected_data_kind
             self.aggregation_weights = dict(aggregation_weights or {})
 
+        def accept(self, site, result, ctx):
+            return True
+
+        def aggregate(self, ctx):
+            return None
+
+        def reset(self, ctx):
+            pass
+
 
     class BenchPersistor(ModelPersistor):
         """Pretends to load and save a model."""
@@ -102,6 +111,12 @@ CUSTOM_SOURCE = textwrap.dedent(
             self.model_name = model_name
             self.save_every = save_every
             self.keep_last = keep_last
+
+        def load(self, ctx):
+            return None
+
+        def save(self, model, ctx):
+            pass
 
 
     class BenchWidget:
@@ -145,6 +160,9 @@ CUSTOM_SOURCE = textwrap.dedent(
             self.min_clients = min_clients
             self.train_timeout = train_timeout
 
+        def run(self, ctx):
+            pass
+
         @classmethod
         def sent_tasks(cls, args: Mapping[str, Any]) -> set[str]:
             return {"train"}
@@ -156,6 +174,9 @@ CUSTOM_SOURCE = textwrap.dedent(
         def __init__(self, epochs: int = 1, lr: float = 0.01):
             self.epochs = epochs
             self.lr = lr
+
+        def execute(self, task, data, ctx):
+            return data
     '''
 )
 
