@@ -69,6 +69,44 @@ NVFLARE_ALIASES: dict[str, str] = {
     ),
 }
 
+#: What differs from NVFlare, by class name (shown in the README's compatibility table).
+NVFLARE_NOTES: dict[str, str] = {
+    "ScatterAndGather": "`min_clients` above the number of clients waits for all of them (warning); "
+    "`ignore_result_error` None skips failed results while `min_clients` can still be met; `task_check_period` "
+    "unused (results are pushed).",
+    "InTimeAccumulateWeightedAggregator": "COLLECTION / METRICS kinds not supported yet.",
+    "PTFileModelPersistor": "`allow_numpy_conversion=False` has no effect (parameters are always numpy); files it "
+    "saved load with `weights_only=True`.",
+    "CrossSiteModelEval": "`formatter_id` accepted and ignored; model/result files hold the wire codec's bytes.",
+    "ValidationJsonGenerator": "also writes `cross_val_results.png` (a heatmap per metric).",
+    "IntimeModelSelector": "does not skip round 0 (nothing happens while no metric arrives).",
+    "CellPipe": "a socket pipe on 127.0.0.1 with a per-pipe secret (no TLS); `root_url`, `secure_mode`, "
+    "`workspace_dir` ignored; PASSIVE only.",
+    "MemoryPipe": "linked by site and token (all simulated sites share `{JOB_ID}`).",
+    "SubprocessLauncher": "a leading `python`/`python3` runs with the site's interpreter; the script gets its own "
+    "process group.",
+    "ClientAPILauncherExecutor": "`last_result_transfer_timeout` and `workers` accepted, unused; the config file lives "
+    "in the site workspace.",
+    "PTClientAPILauncherExecutor": "as ClientAPILauncherExecutor.",
+    "InProcessClientAPIExecutor": "`log_pull_interval` unused (metrics arrive as events).",
+    "PTInProcessClientAPIExecutor": "as InProcessClientAPIExecutor.",
+    "MLflowReceiver": "default store: embedded SQLite in the workspace; a site's run is created with its first "
+    "record; an outage never loses buffered records.",
+    "TBAnalyticsReceiver": "step 0 is written as step 0.",
+    "WandBReceiver": "all sites share one process.",
+    "MetricRelay": "with `fed_event` the record goes to the server as `fed.<event_type>`.",
+}
+
+
+def markdown_table() -> str:
+    """Return the README's table of accepted NVFlare class paths (a test keeps the README in step)."""
+    rows = ["| NVFlare class path | flruntime class | differences |", "|---|---|---|"]
+    for path, target in sorted(NVFLARE_ALIASES.items()):
+        note = NVFLARE_NOTES.get(path.rsplit(".", 1)[1], "—")
+        rows.append(f"| `{path}` | `{target.removeprefix('flruntime.')}` | {note} |")
+    return "\n".join(rows)
+
+
 #: Prefixes of class paths that belong to NVFlare or its MONAI integration.
 NVFLARE_PREFIXES = ("nvflare.", "monai_nvflare.")
 
