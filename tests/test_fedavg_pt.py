@@ -63,3 +63,16 @@ def test_fedavg_pt_matches_central_training(tmp_path):
             "global_round",
             "global_epoch",
         }
+
+
+def test_cifar10_variant_says_what_is_missing(tmp_path):
+    import importlib.util
+
+    job = create_job("fedavg_pt", tmp_path / "job", overrides={"app_script": "train_cifar10.py", "num_rounds": 1})
+    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", progress=None)
+    assert result.status == "FINISHED:EXECUTION_EXCEPTION"
+    log = (tmp_path / "ws/site-1/log.txt").read_text()
+    if importlib.util.find_spec("torchvision") is None:
+        assert "train_cifar10.py needs torchvision: pip install torchvision" in log
+    else:
+        assert "CIFAR-10 data not found under" in log and "this script never downloads" in log

@@ -23,14 +23,8 @@ import flruntime.client as flare
 log = logging.getLogger("fedavg_pt.train_cifar10")
 
 
-def load_cifar10(
-    root: Path, site_index: int, num_sites: int
-) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
-    """Return this site's contiguous shard of the CIFAR-10 training set and the test set.
-
-    Raises:
-        SystemExit: with an actionable message when torchvision or the data is missing.
-    """
+def require_cifar10(root: Path) -> None:
+    """Stop with an actionable message when torchvision or the CIFAR-10 data is missing."""
     if importlib.util.find_spec("torchvision") is None:
         sys.exit(
             "train_cifar10.py needs torchvision: pip install torchvision matching your torch version "
@@ -41,6 +35,12 @@ def load_cifar10(
             f"CIFAR-10 data not found under {root}: put the extracted 'cifar-10-batches-py' folder there "
             "(this script never downloads) or pass --data_root"
         )
+
+
+def load_cifar10(
+    root: Path, site_index: int, num_sites: int
+) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """Return this site's contiguous shard of the CIFAR-10 training set and the test set."""
     from torchvision import datasets, transforms
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
@@ -62,6 +62,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=1.0, help="accepted for symmetry with train.py; unused")
     args = p.parse_args()
+    require_cifar10(args.data_root)  # before joining the job: a site that cannot train says why at once
     flare.init()
     site = flare.get_site_name()
     index = int(site.rpartition("-")[2]) - 1
