@@ -120,3 +120,18 @@ def test_cli_exit_codes(tmp_path):
         timeout=120,
     )
     assert run.returncode == 2 and "did you mean 'num_rounds'?" in run.stderr
+
+
+def test_a_component_failing_at_setup_fails_that_site_with_the_reason(tmp_path):
+    job = sim_job(tmp_path / "job", num_rounds=1, min_clients=1)
+    (job / "app/custom/bad_setup.py").write_text(
+        "class BadSetup:\n    def setup(self, ctx):\n        raise OSError(f'no GPU on {ctx.site}')\n"
+    )
+    cfg = job / "app/config/config_fed_client.json"
+    client = json.loads(cfg.read_text())
+    client["components"] = [{"id": "bad", "path": "bad_setup.BadSetup"}]
+    cfg.write_text(json.dumps(client))
+    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", progress=None)
+    assert not result.ok
+    server_log = (tmp_path / "ws/server/log.txt").read_text()
+    assert "the site could not start: OSError: no GPU on site-1" in server_log

@@ -52,13 +52,18 @@ class ClientEngine:
         self.slots = task_slots
         self.poll_timeout = poll_timeout
         self.tasks_done = 0
+        self.setup_error = ""
         ctx.components = graph.components
         ctx.fed_event_sink = lambda name, data: conn.send_event(ctx.site, name, data)
 
     def run(self) -> None:
         """Serve tasks until the server says the job ended (or the job is aborted)."""
         with as_site(self.ctx.site), job_imports(self.graph.custom_dir):
-            start_components(self.graph.objects(), self.ctx)
+            try:
+                start_components(self.graph.objects(), self.ctx)
+            except Exception as exc:  # the site stays connected and fails every task with the reason
+                self.setup_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s: starting the site's components failed", self.ctx.site)
             try:
                 self.conn.register(self.ctx.site)
                 while not self.ctx.abort.is_set():
@@ -81,6 +86,10 @@ class ClientEngine:
         """Run one task: data filters, the executor, result filters. Errors become return codes."""
         ctx = TaskContext(self.ctx, task.name, task.task_id, dict(task.headers))
         reply = TaskResult(task.task_id, task.name, self.ctx.site, headers=dict(task.headers))
+        if self.setup_error:
+            reply.rc = ReturnCode.EXECUTION_EXCEPTION
+            reply.error = f"the site could not start: {self.setup_error}"
+            return reply
         executor = self.graph.executor_for(task.name)
         if executor is None:
             reply.rc = ReturnCode.TASK_UNKNOWN
