@@ -104,3 +104,45 @@ def test_no_metric_lost_across_a_tracking_server_outage(tmp_path, monkeypatch):
     assert receiver.dropped == 0
     log_text = (tmp_path / "server.log").read_text()
     assert log_text  # the real server wrote its own log
+
+
+def test_fedavg_pt_into_a_real_mlflow_server(tmp_path, monkeypatch):
+    """fedavg_pt with 3 sites logging into an `mlflow server`: MLflow holds exactly what each script logged."""
+    import json
+    import re
+
+    from mlflow.tracking import MlflowClient
+
+    from flruntime.runtime.simulator import simulate
+    from flruntime.templates import create_job
+
+    port, store = free_port(), tmp_path / "store" / "mlflow.db"
+    store.parent.mkdir()
+    server = start_server(port, store, tmp_path / "server.log")
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        job = create_job("fedavg_pt", tmp_path / "job", overrides={"num_rounds": 3, "num_sites": 3})
+        path = job / "app/config/config_fed_server.json"
+        config = json.loads(path.read_text())
+        receiver = next(c for c in config["components"] if c["id"] == "mlflow_receiver")
+        receiver["args"]["tracking_uri"] = uri
+        path.write_text(json.dumps(config))
+        result = simulate(job, n_clients=3, workspace=tmp_path / "ws", progress=None)
+        assert result.ok, result.error
+        client = MlflowClient(tracking_uri=uri)
+        runs = client.search_runs([client.get_experiment_by_name("fedavg_pt").experiment_id])
+        by_site = {r.data.tags["site"]: r for r in runs}
+        assert set(by_site) == {"site-1", "site-2", "site-3", "server"}
+        line = re.compile(r"round (\d+): val_acc_global_model=([\d.]+) train_loss=([\d.]+) lr=\S+ diff_norm=([\d.]+)")
+        for site in ("site-1", "site-2", "site-3"):
+            logged = {
+                int(m[1]): (float(m[2]), float(m[3]), float(m[4]))
+                for m in line.finditer((tmp_path / "ws" / site / "log.txt").read_text())
+            }
+            assert sorted(logged) == [0, 1, 2]
+            run_id = by_site[site].info.run_id
+            for i, name in enumerate(("val_acc_global_model", "train_loss", "diff_norm")):
+                stored = {m.step: m.value for m in client.get_metric_history(run_id, name)}
+                assert stored == pytest.approx({r: v[i] for r, v in logged.items()}, abs=1e-4), (site, name)
+    finally:
+        stop_server(server)

@@ -135,3 +135,31 @@ def test_a_component_failing_at_setup_fails_that_site_with_the_reason(tmp_path):
     assert not result.ok
     server_log = (tmp_path / "ws/server/log.txt").read_text()
     assert "the site could not start: OSError: no GPU on site-1" in server_log
+
+
+def test_threads_cap_how_many_tasks_run_at_once(tmp_path):
+    job = sim_job(tmp_path / "job", num_rounds=2, min_clients=4)
+    (job / "app/custom/counting.py").write_text(
+        "import threading, time\n"
+        "import numpy as np\n"
+        "from flruntime.roles import Executor\n"
+        "from flruntime.runtime.messages import ModelMessage, ParamsType\n"
+        "LOCK, RUNNING, PEAK = threading.Lock(), [0], [0]\n"
+        "class Counting(Executor):\n"
+        "    def execute(self, task, data, ctx):\n"
+        "        with LOCK:\n"
+        "            RUNNING[0] += 1\n"
+        "            PEAK[0] = max(PEAK[0], RUNNING[0])\n"
+        "        time.sleep(0.05)\n"
+        "        with LOCK:\n"
+        "            RUNNING[0] -= 1\n"
+        "        (ctx.run.workspace / 'peak.txt').write_text(str(PEAK[0]))\n"
+        "        return ModelMessage({'w': np.ones(3, np.float32)}, ParamsType.DIFF)\n"
+    )
+    cfg = job / "app/config/config_fed_client.json"
+    client = json.loads(cfg.read_text())
+    client["executors"][0]["executor"] = {"path": "counting.Counting"}
+    cfg.write_text(json.dumps(client))
+    assert simulate(job, n_clients=4, threads=1, workspace=tmp_path / "ws", progress=None).ok
+    peaks = {int((tmp_path / "ws" / f"site-{k}" / "peak.txt").read_text()) for k in range(1, 5)}
+    assert peaks == {1}
