@@ -26,7 +26,41 @@ from flruntime.tracking.relay import forward_log
 log = logging.getLogger(__name__)
 
 
-class MetricRelay:
+class _PipeComponent:
+    """Holds one side of a pipe with its endpoint (opened at setup, closed at teardown)."""
+
+    pipe_id: str
+    read_interval: float
+    heartbeat_interval: float
+    pipe_channel_name: str
+
+    def __init__(self) -> None:
+        self._pipe: Pipe | None = None
+        self._endpoint: PipeEndpoint | None = None
+
+    def _open(self, ctx: RunContext, handlers: dict[str, Any] | None = None) -> None:
+        pipe = ctx.component(self.pipe_id, Pipe)
+        pipe.open(self.pipe_channel_name)
+        self._pipe = pipe
+        self._endpoint = PipeEndpoint(
+            pipe,
+            site=ctx.site,
+            read_interval=self.read_interval,
+            heartbeat_interval=self.heartbeat_interval,
+            handlers=handlers,
+        )
+        self._endpoint.start()
+
+    def teardown(self, ctx: RunContext) -> None:
+        """Close the endpoint and the pipe."""
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+        if self._pipe is not None:
+            self._pipe.close()
+
+
+class MetricRelay(_PipeComponent):
     """Fires every analytics record that arrives on its pipe as an event on the site.
 
     Args:
@@ -56,36 +90,17 @@ class MetricRelay:
         self.pipe_channel_name = pipe_channel_name
         self.event_type = str(event_type)
         self.fed_event = fed_event
-        self._pipe: Pipe | None = None
-        self._endpoint: PipeEndpoint | None = None
         self.relayed = 0
+        super().__init__()
 
     def setup(self, ctx: RunContext) -> None:
         """Open the pipe and start relaying."""
-        pipe = ctx.component(self.pipe_id, Pipe)
-        pipe.open(self.pipe_channel_name)
 
         def relay(payload: bytes) -> None:
             if forward_log(payload, ctx, event=self.event_type, fed=self.fed_event):
                 self.relayed += 1
 
-        self._pipe = pipe
-        self._endpoint = PipeEndpoint(
-            pipe,
-            site=ctx.site,
-            read_interval=self.read_interval,
-            heartbeat_interval=self.heartbeat_interval,
-            handlers={Topic.LOG.value: relay},
-        )
-        self._endpoint.start()
-
-    def teardown(self, ctx: RunContext) -> None:
-        """Stop relaying and close the pipe."""
-        if self._endpoint is not None:
-            self._endpoint.close()
-            self._endpoint = None
-        if self._pipe is not None:
-            self._pipe.close()
+        self._open(ctx, {Topic.LOG.value: relay})
 
     def client_api_config(self) -> dict[str, Any]:
         """The ``METRICS_EXCHANGE`` section a launched script needs to reach this relay."""
@@ -125,7 +140,7 @@ class ExternalConfigurator:
             update_config_file(config_path(ctx.workspace, self.config_file_name), sections)
 
 
-class MetricsSender:
+class MetricsSender(_PipeComponent):
     """Sends analytics records into its pipe (to a MetricRelay holding the other side).
 
     Args:
@@ -177,11 +192,3 @@ class MetricsSender:
         )
         if self._endpoint is None or not self._endpoint.send(Topic.LOG, json.dumps(record.to_dict()).encode()):
             log.warning("MetricsSender: could not send '%s' (pipe not open)", tag)
-
-    def teardown(self, ctx: RunContext) -> None:
-        """Close the pipe."""
-        if self._endpoint is not None:
-            self._endpoint.close()
-            self._endpoint = None
-        if self._pipe is not None:
-            self._pipe.close()
