@@ -3,13 +3,13 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 SOURCES := flruntime components schemas tests bench job_templates
 
-MAIN_JOB ?= /tmp/flruntime/fedavg_pt_job
+MAIN_JOB ?= /tmp/flruntime/jobs/fedavg_pt
 MAIN_WS ?= /tmp/flruntime/fedavg_pt
 
 .PHONY: install test lint typecheck bench main-job
 
 install:
-	$(PIP) install --quiet --disable-pip-version-check -e '.[dev,pt,tracking]'
+	$(PIP) install --quiet --disable-pip-version-check -e '.[dev,pt,tracking,monai,he]'
 
 lint: install
 	$(PYTHON) -m ruff check $(SOURCES)

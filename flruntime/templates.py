@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from flruntime.config.edit import set_scalars
 from flruntime.config.job import CONFIG_NAMES, find_config
 from flruntime.config.source import load_file
 from flruntime.config.variables import SECTIONS
@@ -41,6 +42,8 @@ class Template:
     base: str | None = None
     remove_components: list[str] = field(default_factory=list)
     tracking: dict[str, Any] | None = None
+    controller_type: str = ""
+    execution_api_type: str = ""
 
     @property
     def flat(self) -> bool:
@@ -65,12 +68,20 @@ def _read_template(folder: Path) -> Template | None:
             data.get("base"),
             list(data.get("remove_components", [])),
             data.get("tracking"),
+            str(data.get("controller_type", "")),
+            str(data.get("execution_api_type", "")),
         )
     info = find_config(folder, "info")
-    if info is not None:  # NVFlare's template card
+    if info is not None:  # NVFlare's template card (NVFlare shows NA for a missing entry)
         source, _ = load_file(info)
         data = source.data if source is not None and isinstance(source.data, dict) else {}
-        return Template(folder.name, folder, str(data.get("description", "")))
+        return Template(
+            folder.name,
+            folder,
+            str(data.get("description", "NA")),
+            controller_type=str(data.get("controller_type", "NA")),
+            execution_api_type=str(data.get("execution_api_type", "NA")),
+        )
     return None
 
 
@@ -120,6 +131,12 @@ def _copy(template: Template, dest: Path) -> None:
             shutil.copy2(item, target / item.name)
 
 
+def _overlay(variant: Template, dest: Path) -> None:
+    """Copy a variant's own files (e.g. ``app/config/*.json``) over the copy of its base, replacing them."""
+    ignore = shutil.ignore_patterns(*CARD_FILES, "__pycache__", "__init__.py", "*.pyc")
+    shutil.copytree(variant.path, dest, ignore=ignore, dirs_exist_ok=True)
+
+
 def _config_files(job_dir: Path) -> list[Path]:
     files = [p for p in (find_config(job_dir, "meta"),) if p is not None]
     for stem in CONFIG_NAMES.values():
@@ -133,25 +150,23 @@ def apply_overrides(job_dir: Path, overrides: Mapping[str, Any]) -> None:
     Raises:
         UsageError: when a key is not a variable of any file (with the nearest name).
     """
-    remaining = dict(overrides)
+    applied: set[str] = set()
     known: set[str] = set()
-    for path in _config_files(job_dir):
+    for path in _config_files(job_dir):  # a variable several files define (bundle_root, min_clients) is set in each
         source, problems = load_file(path)
         if source is None or not isinstance(source.data, dict):
             continue
         data = dict(source.data)
         changed = False
-        for key in list(remaining):
+        for key, value in overrides.items():
             if key in data and key not in SECTIONS and not isinstance(data[key], dict):
-                data[key] = remaining[key]
+                data[key] = value
                 changed = True
         known |= {k for k in data if k not in SECTIONS}
         if changed:
             write_config(path, data)
-        for key in list(remaining):
-            if key in data:
-                del remaining[key]
-    for key in remaining:
+        applied |= {k for k in overrides if k in data}
+    for key in [k for k in overrides if k not in applied]:
         close = difflib.get_close_matches(key, sorted(known), n=1)
         hint = f"did you mean '{close[0]}'?" if close else "flruntime job show-variables lists them"
         raise UsageError(f"'{key}' is not a variable of this template ({hint})")
@@ -195,6 +210,8 @@ def create_job(
         template_dir: where to look for templates (default: the built-in ones).
         force: replace ``dest`` if it exists.
 
+    The meta file's ``name`` becomes the folder's name (as with ``nvflare job create``).
+
     Returns:
         The created folder.
 
@@ -210,6 +227,7 @@ def create_job(
     if found.base:
         base = find_template(found.base, found.path.parent)
         _copy(base, target)
+        _overlay(found, target)
         _apply_variant(found, target)
     else:
         _copy(found, target)
@@ -218,7 +236,22 @@ def create_job(
     except UsageError:
         shutil.rmtree(target)
         raise
+    set_job_name(target, target.resolve().name)
     return target
+
+
+def set_job_name(job_dir: Path, name: str) -> None:
+    """Set the meta file's ``name`` (as ``nvflare job create`` does: the job folder's name), keeping comments."""
+    meta = find_config(job_dir, "meta")
+    if meta is None:
+        return
+    source, _ = load_file(meta)
+    if source is None or not isinstance(source.data, dict) or source.data.get("name") == name:
+        return
+    if isinstance(source.data.get("name"), str):
+        set_scalars(meta, {("name",): name})
+    else:
+        write_config(meta, {**source.data, "name": name})
 
 
 @dataclass(frozen=True)

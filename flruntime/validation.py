@@ -291,7 +291,13 @@ def validate_job(
         report.problems.extend(app.problems)
         report.problems.extend(_filter_chains(config))
         report.apps.append(app)
-    check_overrides(report, overrides)
+    if site is None or not overrides:
+        check_overrides(report, overrides)
+    else:  # an override may set a variable of another app side (num_rounds, while building a client): look at all
+        whole = Report(job, [])
+        for scope in scopes_of(job, None):
+            load_scope(job, scope, whole, job_id=job_id, workspace=workspace, overrides=overrides)
+        check_overrides(whole, overrides)
     if site is None:
         report.problems.extend(_task_coverage(job, report.apps))
     report.problems = _unique(report.problems)

@@ -19,6 +19,8 @@ def _declared_packages() -> set[str]:
 def _package_folders() -> set[str]:
     found = set()
     for init in ROOT.glob("flruntime/**/__init__.py"):
+        if init.is_relative_to(ROOT / "flruntime" / "compat" / "shim"):
+            continue  # the nvflare import shim is package data (a sys.path folder), not flruntime packages
         found.add(".".join(init.parent.relative_to(ROOT).parts))
     for name, folder in MAPPED.items():
         for init in (ROOT / folder).glob("**/__init__.py"):

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,17 @@ def test_create_applies_overrides_with_their_type(tmp_path):
     assert server["num_rounds"] == 10 and client["lr"] == 0.5
     graph = flruntime.build_job_site(job, "server")
     assert graph.workflows[0][1].num_rounds == 10
+
+
+def test_create_sets_a_variable_in_every_file_that_defines_it(tmp_path):
+    job = create_job("monai_bundle", tmp_path / "j", overrides={"bundle_root": "config/b", "min_clients": 3})
+    configs = [job / "app/config/config_fed_server.json", job / "app/config/config_fed_client.json"]
+    assert [json.loads(p.read_text())["bundle_root"] for p in configs] == ["config/b", "config/b"]
+    assert (
+        json.loads(configs[0].read_text())["min_clients"]
+        == json.loads((job / "meta.json").read_text())["min_clients"]
+        == 3
+    )
 
 
 def test_create_refuses_unknown_variable_and_leaves_nothing(tmp_path):
@@ -109,3 +121,28 @@ def test_custom_components_template_runs_to_the_clients_mean_target(tmp_path):
     result = simulate(job, n_clients=3, workspace=tmp_path / "ws", progress=None)
     assert result.ok
     np.testing.assert_allclose(np.load(tmp_path / "ws" / "server" / "model.npy"), 2.0, rtol=1e-5)
+
+
+def test_create_names_the_job_after_its_folder_like_nvflare(tmp_path):
+    assert CORPUS.is_dir(), f"conformance corpus missing at {CORPUS}"
+    job = create_job("sag_cross_np", tmp_path / "my_np_job", template_dir=CORPUS)
+    text = (job / "meta.conf").read_text()
+    assert 'name = "my_np_job"' in text and "# change deploy map as needed." in text  # edited in place
+    assert flruntime.validate_job(job).errors == []
+    variant = create_job("fedavg_pt_tensorboard", tmp_path / "tb")
+    assert json.loads((variant / "meta.json").read_text())["name"] == "tb"
+
+
+def test_cli_templates_shows_nvflare_info_columns(capsys):
+    assert main(["job", "templates", "-d", str(CORPUS)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("  ")[0].strip() == "NAME" and lines[0].endswith("CONTROLLER TYPE  EXECUTION API TYPE")
+    row = next(line for line in lines if line.startswith("sag_cross_np "))
+    assert re.split(r"\s{2,}", row) == [
+        "sag_cross_np",
+        "FedAvg and cross-site validation using numpy",
+        "server",
+        "client executor",
+    ]
+    assert main(["job", "templates"]) == 0
+    assert "CONTROLLER TYPE" not in capsys.readouterr().out  # flruntime's own templates have no such columns

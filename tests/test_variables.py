@@ -238,6 +238,14 @@ def test_override_naming_no_variable_is_a_usage_error(tmp_path: Path, name: str,
     assert str(caught.value) == message
 
 
+def test_override_of_another_sides_variable_is_accepted_for_one_site(tmp_path: Path) -> None:
+    """The simulator builds each client with the job's overrides, e.g. the server's num_rounds."""
+    job = make_job(tmp_path / "job")
+    assert validate_job(job, site="site-1", overrides={"num_rounds": 3}).errors == []
+    with pytest.raises(UsageError, match="override 'num_round' names no variable of this job"):
+        validate_job(job, site="site-1", overrides={"num_round": 3})
+
+
 # --- problems ---------------------------------------------------------------------------------------------------------
 
 

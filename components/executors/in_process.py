@@ -35,6 +35,7 @@ from flruntime.components.executors.client_api import ClientAPIExecutorBase, Scr
 from flruntime.client import binding
 from flruntime.client.base import Incoming
 from flruntime.client.in_process import InProcessChannel, InProcessClientAPI
+from flruntime.compat import install_shim
 from flruntime.runtime.context import RunContext, TaskContext
 from flruntime.runtime.messages import ModelMessage
 from flruntime.tracking.emit import emit
@@ -217,6 +218,7 @@ class InProcessClientAPIExecutor(ClientAPIExecutorBase):
         self._start(ctx)
 
     def _start(self, ctx: RunContext) -> None:
+        install_shim()  # scripts written for NVFlare: ``import nvflare.client as flare`` (a real NVFlare wins)
         try:
             path = self.find_script(ctx.app_dir)
         except FileNotFoundError as exc:

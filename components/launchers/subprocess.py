@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from flruntime.compat import pythonpath_with_shim
 from flruntime.roles import Launcher
 from flruntime.runtime.context import RunContext
 
@@ -83,13 +84,18 @@ class SubprocessLauncher(Launcher):
         return argv
 
     def environment(self, app_dir: Path, extra: Mapping[str, str] | None) -> dict[str, str]:
-        """The process's environment: this one, plus ``extra``, with ``custom/`` first on ``PYTHONPATH``."""
+        """The process's environment: this one, plus ``extra``, with ``custom/`` first on ``PYTHONPATH``.
+
+        Without NVFlare installed, flruntime's ``nvflare`` shim folder comes last on ``PYTHONPATH``, so scripts
+        written for NVFlare (``import nvflare.client as flare``) run unchanged.
+        """
         env = {**os.environ, **(extra or {})}
         paths = [str(app_dir / "custom")] if (app_dir / "custom").is_dir() else []
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
-        if paths:
-            env["PYTHONPATH"] = os.pathsep.join(paths)
+        pythonpath = pythonpath_with_shim(os.pathsep.join(paths))
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 

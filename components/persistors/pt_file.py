@@ -69,6 +69,13 @@ def to_numpy(value: Any) -> Any:
     return np.asarray(value)
 
 
+def storable(value: Any) -> Any:
+    """Bytes (e.g. ciphertexts) as a uint8 tensor, which ``torch.load(weights_only=True)`` accepts; the rest as is."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return torch.from_numpy(np.frombuffer(value, dtype=np.uint8).copy())
+    return value
+
+
 def split_checkpoint(data: Any, source: str) -> tuple[StateDict, dict[str, Any], Any]:
     """Return ``(state_dict, meta_props, train_conf)`` of a checkpoint: a raw state dict or ``{"model": ...}``."""
     if not isinstance(data, dict):
@@ -185,6 +192,10 @@ class PTFileModelPersistor(ModelPersistor):
 
     def _message(self, state: StateDict, meta: dict[str, Any], exclude: bool) -> ModelMessage:
         params = {k: to_numpy(v) for k, v in state.items() if not (exclude and self.exclude and self.exclude.search(k))}
+        processed = meta.get(MetaKey.PROCESSED_KEYS) or {}
+        for name, value in params.items():  # processed variables (ciphertexts) were saved as uint8 tensors
+            if processed.get(name) and isinstance(value, np.ndarray) and value.dtype == np.uint8:
+                params[name] = value.tobytes()
         return ModelMessage(params, ParamsType.FULL, meta=dict(meta))
 
     def load(self, ctx: RunContext) -> ModelMessage:
@@ -207,7 +218,7 @@ class PTFileModelPersistor(ModelPersistor):
             if self._state and old is None:
                 raise ValueError(f"the model has variable '{name}' that the checkpoint does not have")
             if processed.get(name) or isinstance(value, (bytes, bytearray)):
-                state[name] = value
+                state[name] = storable(value)
                 continue
             tensor = torch.tensor(np.asarray(value))
             if isinstance(old, torch.Tensor):

@@ -96,8 +96,10 @@ class MLflowReceiver(AnalyticsReceiver):
 
     def initialize(self, ctx: RunContext) -> None:
         """Create the client (the store itself is reached lazily, with retries)."""
+        from mlflow.entities import Metric, Param, RunTag
         from mlflow.tracking import MlflowClient
 
+        self._entities = (Metric, Param, RunTag)
         ctx.workspace.mkdir(parents=True, exist_ok=True)
         self.uri = self.tracking_uri or f"sqlite:///{(ctx.workspace / 'mlflow.db').resolve()}"
         self.client = MlflowClient(tracking_uri=self.uri)
@@ -139,8 +141,7 @@ class MLflowReceiver(AnalyticsReceiver):
 
     def save(self, record: AnalyticsRecord, site: str) -> None:
         """Buffer one record (written by the background thread)."""
-        from mlflow.entities import Metric, Param, RunTag
-
+        Metric, Param, RunTag = self._entities
         now = int(time.time() * 1000)
         step = record.step or 0
         t = record.data_type
@@ -172,7 +173,8 @@ class MLflowReceiver(AnalyticsReceiver):
                     self.dropped += 1
                     self.warn_once(f"full:{site}", "%s: MLflow buffer full; dropping the oldest records", site)
                 buffer.append(item)
-        if sum(len(b) for b in buffers.values()) >= _LIMITS["metrics"]:
+            full = len(buffers["metrics"]) == _LIMITS["metrics"]
+        if full:  # a whole batch is waiting: write it now rather than at the next tick
             self._wake.set()
 
     # --- writing --------------------------------------------------------------------------------

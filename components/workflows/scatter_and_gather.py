@@ -16,6 +16,8 @@ from flruntime.runtime.messages import MetaKey, ModelMessage, ReturnCode, TaskRe
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FILE = "fedavg_snapshot.json"
+#: The name under which an earlier workflow leaves the initial global model (NVFlare's ``global_model``).
+GLOBAL_MODEL = "global_model"
 
 
 class RoundMetrics:
@@ -47,7 +49,8 @@ class ScatterAndGather(Workflow):
         start_round: the first round's number.
         wait_time_after_min_received: seconds to wait for more results once ``min_clients`` have arrived.
         aggregator_id: the aggregator.
-        persistor_id: the model persistor ("" for none: the global model starts empty).
+        persistor_id: the model persistor ("" for none). When it loads no parameters, the model an earlier
+            workflow left as ``global_model`` (``InitializeGlobalWeights``) is used.
         shareable_generator_id: turns the global model into task data and applies aggregates.
         train_task_name: the task sent to clients.
         train_timeout: seconds a round may take (0: no limit).
@@ -132,7 +135,12 @@ class ScatterAndGather(Workflow):
         ctx.total_rounds = self.num_rounds
         model = persistor.load(ctx) if persistor is not None else ModelMessage({})
         if not model.params and not self.allow_empty_global_weights:
-            raise RuntimeError("the persistor loaded no model parameters (set allow_empty_global_weights to allow)")
+            model = ctx.models.get(GLOBAL_MODEL) or model  # e.g. set by InitializeGlobalWeights, as in NVFlare
+            if not model.params:
+                raise RuntimeError(
+                    "the persistor loaded no model parameters and no earlier workflow provided them "
+                    "(set allow_empty_global_weights to allow)"
+                )
         ctx.bus.fire(EventType.INITIAL_MODEL_LOADED, model=model)
         clients = comm.clients()
         need = self.min_clients

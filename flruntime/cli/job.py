@@ -1,4 +1,4 @@
-"""``flruntime job ...``: job templates, creating jobs from them, listing a job's variables."""
+"""``flruntime job ...``: job templates, creating jobs from them, listing a job's variables, converting NVFlare jobs."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def register(verbs: Any) -> None:
     s.add_argument("job_dir", metavar="JOB_DIR")
     s.set_defaults(func=_show)
 
+    v = sub.add_parser("convert", help="copy an NVFlare job folder with flruntime's class paths in place of NVFlare's")
+    v.add_argument("job_dir", metavar="JOB_DIR")
+    v.add_argument("-o", "--output", required=True, metavar="OUT", help="the converted job folder to create")
+    v.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    v.set_defaults(func=_convert)
+
     a = sub.add_parser("add-tracking", help="add an MLflow / TensorBoard / W&B receiver to a job folder")
     a.add_argument("job_dir", metavar="JOB_DIR")
     a.add_argument("--type", dest="tracking_type", choices=("mlflow", "tensorboard", "wandb"), default="mlflow")
@@ -45,11 +51,17 @@ def register(verbs: Any) -> None:
 def _templates(args: argparse.Namespace) -> int:
     from flruntime.templates import list_templates
 
-    rows = [(t.name, t.description) for t in list_templates(args.template_dir)]
-    width = max([len("NAME")] + [len(r[0]) for r in rows])
-    print(f"{'NAME':<{width}}  DESCRIPTION")
-    for name, description in rows:
-        print(f"{name:<{width}}  {description}")
+    templates = list_templates(args.template_dir)
+    headers = ["NAME", "DESCRIPTION"]
+    rows = [[t.name, t.description] for t in templates]
+    if any(t.controller_type or t.execution_api_type for t in templates):  # NVFlare's info.conf columns
+        headers += ["CONTROLLER TYPE", "EXECUTION API TYPE"]
+        for row, t in zip(rows, templates, strict=True):
+            row += [t.controller_type or "NA", t.execution_api_type or "NA"]
+    table = [headers, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers) - 1)]
+    for row in table:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip())
     return int(ExitCode.OK)
 
 
@@ -79,6 +91,30 @@ def _add_tracking(args: argparse.Namespace) -> int:
         print(problem.format())
     print(f"added {args.tracking_type} tracking to {job}" + ("" if report.valid else " (the job has problems)"))
     return int(ExitCode.OK if report.valid else ExitCode.INVALID_JOB)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from flruntime.convert import convert_job
+
+    report = convert_job(args.job_dir, args.output, force=args.force)
+    files = len({r.file for r in report.rewrites})
+    print(f"rewrote {len(report.rewrites)} NVFlare class path(s) in {files} file(s) of {report.output}")
+    for rewrite in report.rewrites:
+        print(f"  {rewrite.format()}")
+    if report.unsupported:
+        print(f"not supported yet, left as they are ({len(report.unsupported)}):")
+        for problem in report.unsupported:
+            print(f"  {problem.format()}")
+    converted = report.converted.problems if report.converted else []
+    others = [p for p in converted if p.code != "unsupported"]
+    if others:
+        print(f"other problems ({len(others)}):")
+        for problem in others:
+            print(f"  {problem.format()}")
+    valid = report.converted is not None and report.converted.valid
+    same = "the same problems as" if report.same_validation else "DIFFERENT problems from"
+    print(f"{report.output}: {'valid' if valid else 'not valid'}; it has {same} {report.source}")
+    return int(ExitCode.OK if valid else ExitCode.INVALID_JOB)
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every verb registered."""
-    from flruntime.cli import job, simulate, validate
+    from flruntime.cli import he, job, simulate, validate
 
     epilog = "exit codes:\n" + "\n".join(f"  {int(c):>3}  {c.help}" for c in ExitCode)
     parser = _Parser(
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.register(verbs)
     job.register(verbs)
     simulate.register(verbs)
+    he.register(verbs)
     return parser
 
 

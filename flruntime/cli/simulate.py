@@ -20,6 +20,11 @@ def register(verbs: Any) -> None:
     p.add_argument("-w", "--workspace", help="workspace folder (default: /tmp/flruntime/simulate/<job name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in the workspace from its last model")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final summary")
+    p.add_argument(
+        "--he-context-dir",
+        metavar="DIR",
+        help="HE keys made by 'flruntime he keys -w DIR': the server gets the public, clients the secret context",
+    )
     add_override_option(p)
     add_allow_option(p)
     p.set_defaults(func=run)
@@ -40,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         policy=policy_of(args),
         resume=args.resume,
         progress=None if args.quiet else sys.stderr,
+        he_context_dir=args.he_context_dir,
     )
     if args.quiet:
         print(f"{result.job}: {result.status}; results in {result.workspace}/results.json")

@@ -67,6 +67,33 @@ NVFLARE_ALIASES: dict[str, str] = {
     "nvflare.app_common.widgets.validation_json_generator.ValidationJsonGenerator": (
         _OURS + "widgets.validation_json.ValidationJsonGenerator"
     ),
+    "monai_nvflare.client_algo_executor.ClientAlgoExecutor": _OURS + "monai.client_algo_executor.ClientAlgoExecutor",
+    "monai_nvflare.monai_bundle_persistor.MonaiBundlePersistor": _OURS + "monai.bundle_persistor.MonaiBundlePersistor",
+    "monai_nvflare.nvflare_stats_handler.NVFlareStatsHandler": _OURS + "monai.stats_handler.NVFlareStatsHandler",
+    "nvflare.app_common.np.np_trainer.NPTrainer": _OURS + "executors.np_trainer.NPTrainer",
+    "nvflare.app_common.np.np_validator.NPValidator": _OURS + "executors.np_validator.NPValidator",
+    "nvflare.app_common.np.np_formatter.NPFormatter": _OURS + "widgets.np_formatter.NPFormatter",
+    "nvflare.app_common.workflows.initialize_global_weights.InitializeGlobalWeights": (
+        _OURS + "workflows.initialize_global_weights.InitializeGlobalWeights"
+    ),
+    # homomorphic encryption; the second paths of the decryptor and the generator are the misspelt ones NVFlare's
+    # spleen HE job has shipped since 2.5 (NVFlare itself cannot load them)
+    "nvflare.app_opt.he.model_encryptor.HEModelEncryptor": _OURS + "he.encryptor.HEModelEncryptor",
+    "nvflare.app_opt.he.model_decryptor.HEModelDecryptor": _OURS + "he.decryptor.HEModelDecryptor",
+    "nvflare.app_opt.he.model_encryptor.HEModelDecryptor": _OURS + "he.decryptor.HEModelDecryptor",
+    "nvflare.app_opt.he.intime_accumulate_model_aggregator.HEInTimeAccumulateWeightedAggregator": (
+        _OURS + "he.aggregator.HEInTimeAccumulateWeightedAggregator"
+    ),
+    "nvflare.app_opt.he.model_shareable_generator.HEModelShareableGenerator": (
+        _OURS + "he.shareable_generator.HEModelShareableGenerator"
+    ),
+    "nvflare.app_opt.he.model_sharable_generator.HEModelShareableGenerator": (
+        _OURS + "he.shareable_generator.HEModelShareableGenerator"
+    ),
+    "nvflare.app_opt.he.model_serialize_filter.HEModelSerializeFilter": (
+        _OURS + "he.serialize_filter.HEModelSerializeFilter"
+    ),
+    "nvflare.app_opt.he.cross_site_model_eval.HECrossSiteModelEval": _OURS + "he.cross_site_eval.HECrossSiteModelEval",
 }
 
 #: What differs from NVFlare, by class name (shown in the README's compatibility table).
@@ -95,6 +122,27 @@ NVFLARE_NOTES: dict[str, str] = {
     "TBAnalyticsReceiver": "step 0 is written as step 0.",
     "WandBReceiver": "all sites share one process.",
     "MetricRelay": "with `fed_event` the record goes to the server as `fed.<event_type>`.",
+    "ClientAlgoExecutor": "each site runs its bundle from its own copy of the app (`<site workspace>/app`); a failing "
+    "`initialize` fails the site's tasks with its cause (NVFlare only logs it); the job's abort calls `abort()`.",
+    "MonaiBundlePersistor": "`config_train_filename` may be a list (merged in order); `source_ckpt_filename` is "
+    "loaded with `weights_only=True`.",
+    "NVFlareStatsHandler": "without `metrics_sender_id` records fire on the site's bus as `analytix_log_stats`; "
+    "a value that is not a finite number is skipped with a warning instead of stopping training.",
+    "NPTrainer": "an unknown task or a `submit_model` before any training fails with EXECUTION_EXCEPTION (NVFlare: "
+    "TASK_UNKNOWN / EXECUTION_RESULT_ERROR); the short name stays ambiguous, as in NVFlare.",
+    "NPValidator": "`epsilon` scales the random term of the metric (NVFlare ignores it: the term is always in "
+    "[0, 1)); `validate_task_name` accepted as in 2.6.",
+    "NPFormatter": "`format()` needs no context; the cross-site table is also logged at the end of the run.",
+    "InitializeGlobalWeights": "a bad client answer fails the job after the task ends rather than at once.",
+    "HEModelEncryptor": "all encrypted variables are packed together into as few ciphertexts as possible (a layout "
+    "in meta) instead of one vector per variable; unencrypted variables keep their shape; the key's fingerprint "
+    "travels with the model.",
+    "HEModelDecryptor": "restores each variable's shape and dtype; refuses a model encrypted with another key.",
+    "HEInTimeAccumulateWeightedAggregator": "rejects a result encrypted with another key or layout; `exclude_vars` "
+    "zeroes excluded encrypted variables' differences (WEIGHT_DIFF only); extra arg `tenseal_context_file`.",
+    "HEModelShareableGenerator": "keeps the encrypted global model's ciphertexts between rounds (no re-parsing).",
+    "HEModelSerializeFilter": "models are already ciphertext bytes; the filter checks them.",
+    "HECrossSiteModelEval": "as CrossSiteModelEval.",
 }
 
 

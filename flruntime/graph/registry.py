@@ -41,6 +41,19 @@ BUILTIN_NAMES: dict[str, str] = {
     "NPModelLocator": "flruntime.components.locators.np_file.NPModelLocator",
     "CrossSiteModelEval": "flruntime.components.workflows.cross_site_eval.CrossSiteModelEval",
     "ValidationJsonGenerator": "flruntime.components.widgets.validation_json.ValidationJsonGenerator",
+    "ClientAlgoExecutor": "flruntime.components.monai.client_algo_executor.ClientAlgoExecutor",
+    "MonaiBundlePersistor": "flruntime.components.monai.bundle_persistor.MonaiBundlePersistor",
+    "NVFlareStatsHandler": "flruntime.components.monai.stats_handler.NVFlareStatsHandler",
+    # NPTrainer has no short name: NVFlare defines two classes of that name, so configs must give its path.
+    "NPValidator": "flruntime.components.executors.np_validator.NPValidator",
+    "NPFormatter": "flruntime.components.widgets.np_formatter.NPFormatter",
+    "InitializeGlobalWeights": "flruntime.components.workflows.initialize_global_weights.InitializeGlobalWeights",
+    "HEModelEncryptor": "flruntime.components.he.encryptor.HEModelEncryptor",
+    "HEModelDecryptor": "flruntime.components.he.decryptor.HEModelDecryptor",
+    "HEInTimeAccumulateWeightedAggregator": "flruntime.components.he.aggregator.HEInTimeAccumulateWeightedAggregator",
+    "HEModelShareableGenerator": "flruntime.components.he.shareable_generator.HEModelShareableGenerator",
+    "HEModelSerializeFilter": "flruntime.components.he.serialize_filter.HEModelSerializeFilter",
+    "HECrossSiteModelEval": "flruntime.components.he.cross_site_eval.HECrossSiteModelEval",
 }
 
 ENTRY_POINT_GROUP = "flruntime.components"

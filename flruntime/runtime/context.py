@@ -12,6 +12,7 @@ from flruntime.events.bus import EventBus
 
 if TYPE_CHECKING:
     from flruntime.runtime.communicator import Communicator
+    from flruntime.runtime.messages import ModelMessage
 
 T = TypeVar("T")
 
@@ -63,9 +64,17 @@ class RunContext:
 
 @dataclass
 class ServerContext(RunContext):
-    """What a workflow sees: the run plus the communicator that reaches the clients."""
+    """What a workflow sees: the run plus the communicator that reaches the clients.
+
+    Attributes:
+        comm: the communicator.
+        models: models one workflow hands to the next, by name (NVFlare's FLContext property
+            ``global_model``: ``InitializeGlobalWeights`` puts the clients' initial weights there and
+            ``ScatterAndGather`` starts from them when its persistor loads no parameters).
+    """
 
     comm: Communicator | None = None
+    models: dict[str, ModelMessage] = field(default_factory=dict)
 
     @property
     def communicator(self) -> Communicator:

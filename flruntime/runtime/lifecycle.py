@@ -12,6 +12,18 @@ from flruntime.runtime.context import RunContext
 log = logging.getLogger(__name__)
 
 
+def preflight_components(objects: Iterable[Any], ctx: RunContext) -> None:
+    """Call ``preflight(ctx)`` on every object that has it, before any site starts.
+
+    A component checks there what it needs from the site that validation could not see (e.g. a key file in
+    the site's ``startup/`` folder) and raises with a one-line reason; the simulator refuses the run with it.
+    """
+    for obj in objects:
+        preflight = getattr(obj, "preflight", None)
+        if callable(preflight):
+            preflight(ctx)
+
+
 def start_components(objects: Iterable[Any], ctx: RunContext) -> None:
     """Call ``setup(ctx)`` on every object that has it (build order), then fire START_RUN."""
     for obj in objects:

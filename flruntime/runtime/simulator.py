@@ -26,6 +26,7 @@ from flruntime.plots import plot_round_metrics
 from flruntime.runtime.client import ClientEngine
 from flruntime.runtime.communicator import Communicator
 from flruntime.runtime.context import RunContext, ServerContext
+from flruntime.runtime.lifecycle import preflight_components
 from flruntime.runtime.log_context import site_of
 from flruntime.runtime.server import RunStatus, ServerEngine
 from flruntime.transport.inprocess import InProcessConnection
@@ -170,6 +171,7 @@ def simulate(
     resume: bool = False,
     progress: TextIO | None = sys.stderr,
     serialize: bool = True,
+    he_context_dir: str | Path | None = None,
 ) -> SimulationResult:
     """Run a job folder in the simulator.
 
@@ -184,12 +186,15 @@ def simulate(
         resume: continue the run in ``workspace`` from its last saved global model.
         progress: where to print progress (None: quiet).
         serialize: send every task and result through the wire codec.
+        he_context_dir: a folder made by ``flruntime he keys``: its ``server_context.tenseal`` is copied to
+            ``<workspace>/server/startup/`` and its ``client_context.tenseal`` to every client's ``startup/``.
 
     Returns:
         The run's summary (also written to ``<workspace>/results.json``).
 
     Raises:
-        UsageError: bad clients, workspace or overrides.
+        UsageError: bad clients, workspace, overrides or HE context folder, or a site's component refused to
+            start (``preflight``, e.g. a missing key file).
         ConfigError: the job is invalid.
     """
     root = Path(job_dir)
@@ -210,6 +215,10 @@ def simulate(
         handler.addFilter(_SiteFilter(site))
         root_logger.addHandler(handler)
         handlers.append(handler)
+    if he_context_dir is not None:
+        from flruntime.he.contexts import install_contexts
+
+        install_contexts(he_context_dir, ws, names)
     try:
         return _run(root, names, ws, threads, dict(overrides or {}), policy, resume, progress, serialize, result)
     finally:
@@ -217,6 +226,14 @@ def simulate(
             root_logger.removeHandler(handler)
             handler.close()
         root_logger.setLevel(old_level)
+
+
+def _preflight(objects: Any, ctx: RunContext) -> None:
+    """Run the site's component checks; a failure refuses the run with one line naming the site."""
+    try:
+        preflight_components(objects, ctx)
+    except Exception as exc:
+        raise UsageError(f"{ctx.site}: {exc}") from exc
 
 
 def _run(
@@ -240,6 +257,7 @@ def _run(
     server_ctx = ServerContext(
         SIM_JOB_ID, "server", ws / "server", server_graph.app_dir, EventBus("server"), abort=abort, resume=resume
     )
+    _preflight(server_graph.objects(), server_ctx)
     tracker = _Progress(server_ctx.bus, len(names), progress)
     tracker.t0 = start  # time to first task counts building the job too
     slots = threading.BoundedSemaphore(threads) if threads else None
@@ -252,6 +270,7 @@ def _run(
         ctx = RunContext(
             SIM_JOB_ID, site, ws / site, graph.app_dir, EventBus(site), abort=threading.Event(), resume=resume
         )
+        _preflight(graph.objects(), ctx)
         engines.append(ClientEngine(graph, ctx, conn, task_slots=slots))
         connections.append(conn)
         comm.register(site)

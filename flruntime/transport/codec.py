@@ -98,13 +98,14 @@ def encode(obj: ModelMessage | Task | TaskResult) -> bytearray:
             arr = np.asarray(value)
             if arr.dtype.kind not in _ALLOWED_KINDS:
                 raise TypeError(f"parameter '{name}' has dtype {arr.dtype}; only numeric arrays can be sent")
+            shape = list(arr.shape)  # before ascontiguousarray, which turns a 0-d array (a BatchNorm counter) 1-d
             arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
             source = arr.reshape(-1).view(np.uint8)
             specs.append(
                 {
                     "name": name,
                     "dtype": arr.dtype.str,
-                    "shape": list(arr.shape),
+                    "shape": shape,
                     "offset": offset,
                     "nbytes": source.size,
                 }

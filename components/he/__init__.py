@@ -1,0 +1,1 @@
+"""Homomorphic-encryption components (TenSEAL CKKS): NVFlare's ``nvflare.app_opt.he`` classes."""

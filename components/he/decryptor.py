@@ -1,0 +1,70 @@
+"""The clients' task-data filter that decrypts the global model (NVFlare's ``HEModelDecryptor``)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flruntime.components.he.encryptor import DataKind, params_types
+
+from flruntime.he import packing
+from flruntime.he.contexts import LoadedContext, client_context
+from flruntime.roles import Filter
+from flruntime.runtime.context import RunContext, TaskContext
+from flruntime.runtime.messages import MetaKey, ModelMessage
+
+log = logging.getLogger(__name__)
+
+
+class HEModelDecryptor(Filter):
+    """Decrypts the CKKS ciphertexts of task data back into arrays of their original shapes and dtypes.
+
+    Task data without ``PROCESSED_KEYS`` passes unchanged (the first round's global model is plaintext).
+
+    Args:
+        tenseal_context_file: the context with the secret key (see :mod:`flruntime.he.contexts`).
+        data_kinds: params types to decrypt (``WEIGHT_DIFF``, ``WEIGHTS``; default both).
+    """
+
+    def __init__(self, tenseal_context_file: str = "client_context.tenseal", data_kinds: list[DataKind] | None = None):
+        self.tenseal_context_file = tenseal_context_file
+        self.types = params_types(data_kinds)
+        self._context: LoadedContext | None = None
+
+    def preflight(self, ctx: RunContext) -> None:
+        """Check that this site has its secret context (before the run starts)."""
+        client_context(self.tenseal_context_file, ctx)
+
+    def setup(self, ctx: RunContext) -> None:
+        """Load the site's secret context."""
+        self._context = client_context(self.tenseal_context_file, ctx)
+
+    def process(self, data: ModelMessage, ctx: TaskContext) -> ModelMessage:
+        """Return ``data`` with its ciphertexts decrypted (unchanged when nothing is encrypted)."""
+        if data.params is None or data.params_type not in self.types or not data.meta.get(MetaKey.PROCESSED_KEYS):
+            return data
+        algorithm = data.meta.get(MetaKey.PROCESSED_ALGORITHM)
+        if algorithm != packing.ALGORITHM:
+            raise ValueError(f"the task data is processed with {algorithm!r}, not {packing.ALGORITHM}")
+        loaded = self._context or client_context(self.tenseal_context_file, ctx.run)
+        self._context = loaded
+        layout = packing.Packing.from_meta(data.meta)
+        if layout.fingerprint and layout.fingerprint != loaded.fingerprint:
+            raise ValueError(
+                f"the model was encrypted with a different context (fingerprint {layout.fingerprint}) than "
+                f"{ctx.site}'s {loaded.path.name} ({loaded.fingerprint})"
+            )
+        start = time.perf_counter()
+        blobs = packing.blobs_of(data.params, layout)
+        values = packing.decrypt(blobs, layout, loaded.context)
+        out = data.copy()
+        out.params = {n: values.get(n, v) for n, v in data.params.items()}
+        out.meta = packing.plain_meta(data.meta)
+        log.info(
+            "%s: decrypted %d values from %d ciphertexts in %.2f s",
+            ctx.site,
+            layout.total,
+            len(blobs),
+            time.perf_counter() - start,
+        )
+        return out

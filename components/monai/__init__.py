@@ -1,0 +1,1 @@
+"""MONAI integration: bundle training with monai.fl (ClientAlgoExecutor), the bundle persistor, Ignite stats."""
