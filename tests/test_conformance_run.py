@@ -51,6 +51,7 @@ class Expect:
         cse: the server models expected in ``cross_val_results.json`` (besides the sites' own), when it runs CSE.
         tensorboard: the server writes TensorBoard event files for each site.
         mlflow: ``file``: the job's own MLflow file store; ``server``: a real ``mlflow server`` started by the test.
+        he: the job needs CKKS keys (made with ``flruntime.he.keys.write_keys`` and passed as ``--he-context-dir``).
     """
 
     custom: str
@@ -58,6 +59,7 @@ class Expect:
     cse: tuple[str, ...] | None = None
     tensorboard: bool = False
     mlflow: str = ""
+    he: bool = False
 
 
 #: One line per corpus job that runs.
@@ -72,14 +74,14 @@ RUNS: dict[str, Expect] = {
     "sag_pt_executor": Expect(EXECUTOR, "FL_global_model.pt", cse=PT_MODELS),
     "sag_pt_in_proc": Expect(PT, "FL_global_model.pt", tensorboard=True, mlflow="file"),
     "sag_pt_mlflow": Expect(PT, "FL_global_model.pt", mlflow="server"),
+    "sag_pt_he": Expect(PT, "FL_global_model.pt", tensorboard=True, he=True),
 }
 
 #: Corpus jobs not run here, and why.
 NOT_RUN: dict[str, str] = {
-    "sag_pt_he": "homomorphic encryption (HE components and their run are being added by the HE work)",
-    "spleen_ct_segmentation_he": "MONAI bundle with HE (added by the MONAI and HE work)",
-    "spleen_ct_segmentation_local": "MONAI bundle (added by the MONAI work)",
-    "spleen_ct_segmentation_sim": "MONAI bundle (added by the MONAI work)",
+    "spleen_ct_segmentation_he": "MONAI bundle with HE: runs in tests/test_monai_spleen_corpus.py",
+    "spleen_ct_segmentation_local": "MONAI bundle: runs in tests/test_monai_spleen_corpus.py",
+    "spleen_ct_segmentation_sim": "MONAI bundle: runs in tests/test_monai_spleen_corpus.py",
 }
 
 NET = '''
@@ -315,7 +317,13 @@ def test_corpus_job_runs(name: str, tmp_path: Path, request: pytest.FixtureReque
     assert [p.format() for p in report.errors] == [], f"{name} does not validate (changed: {changed})"
 
     ws = tmp_path / "ws"
-    result = simulate(job, n_clients=2, workspace=ws, progress=None)
+    keys = None
+    if expect.he:
+        from flruntime.he.keys import write_keys
+
+        keys = tmp_path / "keys"
+        write_keys(keys)
+    result = simulate(job, n_clients=2, workspace=ws, progress=None, he_context_dir=keys)
     assert result.ok, f"{name}: {result.error}\n{(ws / 'server' / 'log.txt').read_text()[-3000:]}"
     assert result.rounds_completed == ROUNDS and result.clients == ["site-1", "site-2"]
 
@@ -328,6 +336,8 @@ def test_corpus_job_runs(name: str, tmp_path: Path, request: pytest.FixtureReque
 
         saved = torch.load(model, weights_only=True)
         assert sorted(saved["model"]) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
+        if expect.he:  # the server stored the encrypted global model: ciphertext bytes, never float weights
+            assert all(t.dtype == torch.uint8 for t in saved["model"].values())
         assert (ws / "server" / "best_FL_global_model.pt").is_file()  # IntimeModelSelector saw the accuracy
     if expect.cse is not None:
         matrix = json.loads((ws / "server" / "cross_site_val" / "cross_val_results.json").read_text())

@@ -9,6 +9,7 @@ import json
 import pytest
 from monaikit import copy_bundle, synthetic_data
 from test_conformance import CORPUS, _writable_copy
+from test_conformance_run import mlflow_server  # noqa: F401 - a fixture
 
 from flruntime import validate_job
 from flruntime.errors import UsageError
@@ -62,3 +63,46 @@ def test_a_missing_bundle_stops_the_run_before_it_starts(tmp_path):
     with pytest.raises(UsageError) as caught:
         simulate(job, n_clients=2, workspace=tmp_path / "ws", progress=None)
     assert str(caught.value) == expected
+
+
+@pytest.mark.slow
+def test_spleen_local_job_runs_into_a_real_mlflow_server(tmp_path, mlflow_server):
+    """spleen_ct_segmentation_local unchanged but for its hard-coded tracking URI (pointed at a real server)."""
+    from mlflow.tracking import MlflowClient
+    from test_conformance_run import _point_mlflow_at
+
+    data = tmp_path / "data"
+    synthetic_data().write_dataset(data, num_train=4, num_val=2, size=32, seed=1)
+    job = spleen_job(tmp_path, "spleen_ct_segmentation_local", data)
+    _point_mlflow_at(job, mlflow_server)
+    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", overrides={"num_rounds": 1}, progress=None)
+    assert result.ok, result.error
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("monai-spleen-experiment").experiment_id])
+    metrics = {r.data.tags["site"]: set(r.data.metrics) for r in runs if r.data.tags["site"] != "server"}
+    assert set(metrics) == {"site-1", "site-2"}
+    for names in metrics.values():  # iteration loss and epoch metrics streamed by the Ignite stats handler
+        assert {"loss", "val_mean_dice"} <= names, names  # the bundle output dict holds "loss"
+
+
+@pytest.mark.slow
+def test_spleen_he_job_runs_one_round(tmp_path):
+    """spleen_ct_segmentation_he unchanged (with its two wrong NVFlare class paths), keys from `he keys`."""
+    from flruntime.he.keys import write_keys
+
+    data = tmp_path / "data"
+    synthetic_data().write_dataset(data, num_train=4, num_val=2, size=32, seed=1)
+    job = spleen_job(tmp_path, "spleen_ct_segmentation_he", data)
+    write_keys(tmp_path / "keys")
+    result = simulate(
+        job,
+        n_clients=2,
+        workspace=tmp_path / "ws",
+        overrides={"num_rounds": 1},
+        he_context_dir=tmp_path / "keys",
+        progress=None,
+    )
+    assert result.ok, result.error
+    cse = json.loads((tmp_path / "ws/server/cross_site_val/cross_val_results.json").read_text())
+    assert sorted(cse) == ["site-1", "site-2"]
+    assert all(0.0 <= s["val_mean_dice"] <= 1.0 for scores in cse.values() for s in scores.values())
