@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import numpy as np
 import pytest
 from flruntime.components.persistors.np_file import initial_array
 from test_conformance import CORPUS, JOBS, _require_corpus, _writable_copy
-from test_mlflow_outage import free_port, start_server, stop_server
 
 from flruntime.config.edit import set_scalars
 from flruntime.config.job import discover
@@ -256,18 +254,6 @@ def _set_rounds(job: Path) -> list[str]:
         set_scalars(path, changes)
         changed += [f"{path.name}: {'.'.join(map(str, p))} = {ROUNDS}" for p in changes]
     return changed
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """A real ``mlflow server`` on a free port (SQLite store in ``tmp_path``); yields its URI."""
-    port, store = free_port(), tmp_path / "mlflow-store" / "mlflow.db"
-    store.parent.mkdir()
-    server = start_server(port, store, tmp_path / "mlflow-server.log")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_server(server)
 
 
 def _point_mlflow_at(job: Path, uri: str) -> None:

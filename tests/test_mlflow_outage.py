@@ -1,14 +1,10 @@
 """The MLflow receiver against a real ``mlflow server`` process that goes away mid-run and comes back."""
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from flruntime.components.tracking.mlflow_receiver import MLflowReceiver
+from mlflowkit import free_port, start_server, stop_server
 
 from flruntime.events.bus import EventBus
 from flruntime.runtime.context import RunContext
@@ -16,52 +12,6 @@ from flruntime.tracking.emit import emit
 from flruntime.tracking.record import AnalyticsDataType, AnalyticsRecord, LogWriterName
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, store: Path, log: Path) -> subprocess.Popen:
-    mlflow = Path(sys.executable).with_name("mlflow")
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(mlflow),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--backend-store-uri",
-                f"sqlite:///{store}",
-                "--default-artifact-root",
-                (store.parent / "artifacts").as_uri(),
-                "--workers",
-                "1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {log.read_text()[-2000:]}") from None
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("mlflow server did not start within 120 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=60)
 
 
 def test_no_metric_lost_across_a_tracking_server_outage(tmp_path, monkeypatch):

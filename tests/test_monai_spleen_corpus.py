@@ -9,7 +9,6 @@ import json
 import pytest
 from monaikit import copy_bundle, synthetic_data
 from test_conformance import CORPUS, _writable_copy
-from test_conformance_run import mlflow_server  # noqa: F401 - a fixture
 
 from flruntime import validate_job
 from flruntime.errors import UsageError
