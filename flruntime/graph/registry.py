@@ -11,50 +11,29 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
-#: Short name → flruntime class path of the built-in components.
-BUILTIN_NAMES: dict[str, str] = {
-    "ScatterAndGather": "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
+from flruntime.graph.aliases import NVFLARE_ALIASES
+from flruntime.graph.nvflare_names import NVFLARE_NAMES
+
+#: flruntime classes with a short name of their own (no NVFlare counterpart, or another spelling).
+NATIVE_NAMES: dict[str, str] = {
     "FedAvg": "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
-    "InTimeAccumulateWeightedAggregator": "flruntime.components.aggregators.intime.InTimeAccumulateWeightedAggregator",
-    "FullModelShareableGenerator": "flruntime.components.shareables.full_model.FullModelShareableGenerator",
-    "MetricRelay": "flruntime.components.widgets.metric_relay.MetricRelay",
-    "MetricsSender": "flruntime.components.widgets.metric_relay.MetricsSender",
-    "ExternalConfigurator": "flruntime.components.widgets.metric_relay.ExternalConfigurator",
-    "ConvertToFedEvent": "flruntime.components.tracking.convert_to_fed_event.ConvertToFedEvent",
-    "MLflowReceiver": "flruntime.components.tracking.mlflow_receiver.MLflowReceiver",
-    "TBAnalyticsReceiver": "flruntime.components.tracking.tb_receiver.TBAnalyticsReceiver",
-    "WandBReceiver": "flruntime.components.tracking.wandb_receiver.WandBReceiver",
-    "InProcessClientAPIExecutor": "flruntime.components.executors.in_process.InProcessClientAPIExecutor",
-    "PTInProcessClientAPIExecutor": "flruntime.components.executors.in_process.PTInProcessClientAPIExecutor",
-    "ClientAPILauncherExecutor": "flruntime.components.executors.launcher.ClientAPILauncherExecutor",
-    "PTClientAPILauncherExecutor": "flruntime.components.executors.launcher.PTClientAPILauncherExecutor",
-    "SubprocessLauncher": "flruntime.components.launchers.subprocess.SubprocessLauncher",
-    "FilePipe": "flruntime.pipes.file.FilePipe",
     "SocketPipe": "flruntime.pipes.tcp.SocketPipe",
-    "CellPipe": "flruntime.pipes.cell.CellPipe",
-    "MemoryPipe": "flruntime.pipes.memory.MemoryPipe",
-    "PTFileModelPersistor": "flruntime.components.persistors.pt_file.PTFileModelPersistor",
-    "NPModelPersistor": "flruntime.components.persistors.np_file.NPModelPersistor",
-    "IntimeModelSelector": "flruntime.components.widgets.model_selector.IntimeModelSelector",
-    "IntimeModelSelectionHandler": "flruntime.components.widgets.model_selector.IntimeModelSelectionHandler",
-    "PTFileModelLocator": "flruntime.components.locators.pt_file.PTFileModelLocator",
-    "NPModelLocator": "flruntime.components.locators.np_file.NPModelLocator",
-    "CrossSiteModelEval": "flruntime.components.workflows.cross_site_eval.CrossSiteModelEval",
-    "ValidationJsonGenerator": "flruntime.components.widgets.validation_json.ValidationJsonGenerator",
-    "ClientAlgoExecutor": "flruntime.components.monai.client_algo_executor.ClientAlgoExecutor",
-    "MonaiBundlePersistor": "flruntime.components.monai.bundle_persistor.MonaiBundlePersistor",
-    "NVFlareStatsHandler": "flruntime.components.monai.stats_handler.NVFlareStatsHandler",
-    # NPTrainer has no short name: NVFlare defines two classes of that name, so configs must give its path.
-    "NPValidator": "flruntime.components.executors.np_validator.NPValidator",
-    "NPFormatter": "flruntime.components.widgets.np_formatter.NPFormatter",
-    "InitializeGlobalWeights": "flruntime.components.workflows.initialize_global_weights.InitializeGlobalWeights",
-    "HEModelEncryptor": "flruntime.components.he.encryptor.HEModelEncryptor",
-    "HEModelDecryptor": "flruntime.components.he.decryptor.HEModelDecryptor",
-    "HEInTimeAccumulateWeightedAggregator": "flruntime.components.he.aggregator.HEInTimeAccumulateWeightedAggregator",
-    "HEModelShareableGenerator": "flruntime.components.he.shareable_generator.HEModelShareableGenerator",
-    "HEModelSerializeFilter": "flruntime.components.he.serialize_filter.HEModelSerializeFilter",
-    "HECrossSiteModelEval": "flruntime.components.he.cross_site_eval.HECrossSiteModelEval",
 }
+
+
+def _builtin_names() -> dict[str, str]:
+    """Every aliased class under its class name, except names NVFlare itself finds ambiguous (``NPTrainer``)."""
+    ambiguous = {name for name, modules in NVFLARE_NAMES.items() if len(modules) > 1}
+    names = {
+        target.rsplit(".", 1)[1]: target
+        for target in NVFLARE_ALIASES.values()
+        if target.rsplit(".", 1)[1] not in ambiguous
+    }
+    return {**names, **NATIVE_NAMES}
+
+
+#: Short name → flruntime class path of the built-in components.
+BUILTIN_NAMES: dict[str, str] = _builtin_names()
 
 ENTRY_POINT_GROUP = "flruntime.components"
 
