@@ -19,6 +19,18 @@ DataKind = Literal["WEIGHTS", "WEIGHT_DIFF"]
 _KIND_OF = {"WEIGHTS": ParamsType.FULL, "WEIGHT_DIFF": ParamsType.DIFF}
 
 
+def rejection(result: ModelMessage, expected: ParamsType, ctx: RunContext) -> str:
+    """Why a result cannot be aggregated this round ("" when it can): no params, wrong kind, another round."""
+    if result.params is None:
+        return "it has no parameters"
+    if result.params_type != expected:
+        want = "WEIGHT_DIFF" if expected is ParamsType.DIFF else "WEIGHTS"
+        return f"expected {want} but got {result.params_type}"
+    if ctx.current_round is not None and result.current_round not in (None, ctx.current_round):
+        return f"it is for round {result.current_round}, not {ctx.current_round}"
+    return ""
+
+
 class InTimeAccumulateWeightedAggregator(Aggregator):
     """Averages client results as they arrive, weighted by local steps and per-site weights.
 
@@ -64,17 +76,9 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
 
     def accept(self, site: str, result: ModelMessage, ctx: RunContext) -> bool:
         """Fold one result in; reject wrong kinds, empty params, other rounds and second contributions."""
-        if result.params is None:
-            log.warning("rejecting result from %s: it has no parameters", site)
-            return False
-        if result.params_type != self.expected:
-            want = "WEIGHT_DIFF" if self.expected is ParamsType.DIFF else "WEIGHTS"
-            log.warning("rejecting result from %s: expected %s but got %s", site, want, result.params_type)
-            return False
-        if ctx.current_round is not None and result.current_round not in (None, ctx.current_round):
-            log.warning(
-                "rejecting result from %s: it is for round %s, not %s", site, result.current_round, ctx.current_round
-            )
+        reason = rejection(result, self.expected, ctx)
+        if reason:
+            log.warning("rejecting result from %s: %s", site, reason)
             return False
         with self._lock:
             if site in self._sites:

@@ -11,13 +11,13 @@ import logging
 from typing import Any
 
 import numpy as np
-from flruntime.components.aggregators.intime import DataKind, InTimeAccumulateWeightedAggregator
+from flruntime.components.aggregators.intime import DataKind, InTimeAccumulateWeightedAggregator, rejection
 from flruntime.components.aggregators.weighted import WeightedSum
 
 from flruntime.he import packing
 from flruntime.he.contexts import LoadedContext, server_context
 from flruntime.runtime.context import RunContext
-from flruntime.runtime.messages import ModelMessage, ParamsType
+from flruntime.runtime.messages import ModelMessage
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +75,9 @@ class HEInTimeAccumulateWeightedAggregator(InTimeAccumulateWeightedAggregator):
 
     def _check(self, site: str, result: ModelMessage, ctx: RunContext) -> packing.Packing | None:
         """The result's layout, or None (logged) when it cannot be aggregated."""
-        if result.params is None:
-            log.warning("rejecting result from %s: it has no parameters", site)
-            return None
-        if result.params_type != self.expected:
-            want = "WEIGHT_DIFF" if self.expected is ParamsType.DIFF else "WEIGHTS"
-            log.warning("rejecting result from %s: expected %s but got %s", site, want, result.params_type)
-            return None
-        if ctx.current_round is not None and result.current_round not in (None, ctx.current_round):
-            log.warning(
-                "rejecting result from %s: it is for round %s, not %s", site, result.current_round, ctx.current_round
-            )
+        reason = rejection(result, self.expected, ctx)
+        if reason:
+            log.warning("rejecting result from %s: %s", site, reason)
             return None
         if not packing.is_encrypted(result.meta):
             log.error(

@@ -1,41 +1,4 @@
 """``import nvflare.client as flare`` without NVFlare: flruntime's Client API under NVFlare's name."""
 
-from flruntime.client import (
-    FLModel,
-    ParamsType,
-    clear,
-    get_config,
-    get_job_id,
-    get_site_name,
-    get_task_name,
-    init,
-    is_evaluate,
-    is_running,
-    is_submit_model,
-    is_train,
-    log,
-    receive,
-    send,
-    shutdown,
-    system_info,
-)
-
-__all__ = [
-    "FLModel",
-    "ParamsType",
-    "clear",
-    "get_config",
-    "get_job_id",
-    "get_site_name",
-    "get_task_name",
-    "init",
-    "is_evaluate",
-    "is_running",
-    "is_submit_model",
-    "is_train",
-    "log",
-    "receive",
-    "send",
-    "shutdown",
-    "system_info",
-]
+from flruntime.client import *  # noqa: F403 - this module is the same API under another name
+from flruntime.client import __all__  # noqa: F401
