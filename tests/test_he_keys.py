@@ -111,3 +111,19 @@ def test_simulate_names_a_key_folder_without_contexts(tmp_path, capsys):
         f"--he-context-dir {tmp_path / 'empty'} has no server_context.tenseal: create the keys with"
         in capsys.readouterr().err
     )
+
+
+@pytest.mark.slow
+def test_an_he_job_resumes_from_its_encrypted_global_model(tmp_path):
+    from flruntime.he.keys import write_keys
+
+    write_keys(tmp_path / "keys")
+    first = create_job("fedavg_he_pt", tmp_path / "two", overrides={"num_rounds": 2, "num_sites": 2})
+    ws = tmp_path / "ws"
+    assert simulate(first, n_clients=2, workspace=ws, he_context_dir=tmp_path / "keys", progress=None).ok
+    longer = create_job("fedavg_he_pt", tmp_path / "four", overrides={"num_rounds": 4, "num_sites": 2})
+    result = simulate(longer, n_clients=2, workspace=ws, he_context_dir=tmp_path / "keys", resume=True, progress=None)
+    assert result.ok, result.error
+    assert [m["round"] for m in result.round_metrics] == [2, 3]
+    # the clients decrypted the resumed (encrypted) global model: it still classifies well
+    assert result.round_metrics[0]["val_acc"] > 0.5
