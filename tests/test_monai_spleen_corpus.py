@@ -41,13 +41,13 @@ def test_spleen_jobs_validate(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_spleen_sim_job_runs_one_round(tmp_path):
+def test_spleen_sim_job_runs_two_rounds(tmp_path):
     data = tmp_path / "data"
     synthetic_data().write_dataset(data, num_train=4, num_val=2, size=32, seed=1)
     job = spleen_job(tmp_path, "spleen_ct_segmentation_sim", data)
-    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", overrides={"num_rounds": 1}, progress=None)
+    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", overrides={"num_rounds": 2}, progress=None)
     assert result.ok, result.error
-    assert result.rounds_completed == 1
+    assert result.rounds_completed == 2
     server = tmp_path / "ws" / "server"
     cse = json.loads((server / "cross_site_val" / "cross_val_results.json").read_text())
     models = ["SRV_FL_global_model.pt", "SRV_best_FL_global_model.pt", "site-1", "site-2"]
@@ -74,7 +74,7 @@ def test_spleen_local_job_runs_into_a_real_mlflow_server(tmp_path, mlflow_server
     synthetic_data().write_dataset(data, num_train=4, num_val=2, size=32, seed=1)
     job = spleen_job(tmp_path, "spleen_ct_segmentation_local", data)
     _point_mlflow_at(job, mlflow_server)
-    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", overrides={"num_rounds": 1}, progress=None)
+    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", overrides={"num_rounds": 2}, progress=None)
     assert result.ok, result.error
     client = MlflowClient(tracking_uri=mlflow_server)
     runs = client.search_runs([client.get_experiment_by_name("monai-spleen-experiment").experiment_id])
@@ -85,7 +85,7 @@ def test_spleen_local_job_runs_into_a_real_mlflow_server(tmp_path, mlflow_server
 
 
 @pytest.mark.slow
-def test_spleen_he_job_runs_one_round(tmp_path):
+def test_spleen_he_job_runs_two_rounds(tmp_path):
     """spleen_ct_segmentation_he unchanged (with its two wrong NVFlare class paths), keys from `he keys`."""
     from flruntime.he.keys import write_keys
 
@@ -97,7 +97,7 @@ def test_spleen_he_job_runs_one_round(tmp_path):
         job,
         n_clients=2,
         workspace=tmp_path / "ws",
-        overrides={"num_rounds": 1},
+        overrides={"num_rounds": 2},
         he_context_dir=tmp_path / "keys",
         progress=None,
     )
