@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every verb registered."""
-    from flruntime.cli import he, job, simulate, validate
+    from flruntime.cli import he, job, provision, simulate, validate
 
     epilog = "exit codes:\n" + "\n".join(f"  {int(c):>3}  {c.help}" for c in ExitCode)
     parser = _Parser(
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     job.register(verbs)
     simulate.register(verbs)
     he.register(verbs)
+    provision.register(verbs)
     return parser
 
 
