@@ -861,3 +861,39 @@ def test_a_task_claimed_by_two_executors_and_two_unnamed_workflows(tmp_path):
     messages = [p.message for p in flruntime.validate_job(job).errors]
     assert "task 'train' is already handled by executors[0]" in messages
     assert "this workflow would get the id 'FedAvg', which another entry already has" in messages
+
+
+def test_a_component_declares_value_rules_with_validate_args(tmp_path):
+    import json
+
+    from jobkit import make_job
+
+    import flruntime
+
+    job = make_job(tmp_path / "job")
+    (job / "app/custom/ranged.py").write_text(
+        "class Ranged:\n"
+        "    def __init__(self, level: int = 1) -> None:\n"
+        "        self.level = level\n\n"
+        "    @classmethod\n"
+        "    def validate_args(cls, args):\n"
+        "        if not 1 <= args.get('level', 1) <= 3:\n"
+        "            yield 'level', f\"level must be 1, 2 or 3, got {args['level']}\"\n\n\n"
+        "class Broken:\n"
+        "    @classmethod\n"
+        "    def validate_args(cls, args):\n"
+        "        raise KeyError('oops')\n"
+    )
+    path = job / "app/config/config_fed_server.json"
+    server = json.loads(path.read_text())
+    server["components"] += [
+        {"id": "ranged", "path": "ranged.Ranged", "args": {"level": 7}},
+        {"id": "fine", "path": "ranged.Ranged", "args": {"level": 2}},
+        {"id": "broken", "path": "ranged.Broken"},
+    ]
+    path.write_text(json.dumps(server))
+    errors = [(p.path, p.message, p.code) for p in flruntime.validate_job(job).errors]
+    assert errors == [
+        (("components", 2, "args", "level"), "level must be 1, 2 or 3, got 7", "arg-value"),
+        (("components", 4), "Broken.validate_args failed: KeyError: 'oops'", "arg-value"),
+    ]

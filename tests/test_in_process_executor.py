@@ -110,7 +110,8 @@ def test_nvflare_in_process_configs_validate(tmp_path):
     job = client_job(tmp_path / "job", in_process())
     assert validate_job(job).errors == []
     bad = client_job(tmp_path / "bad", in_process(params_transfer_type="HALF"))
-    assert validate_job(bad).errors == []  # the value is checked when the executor is built
+    messages = [(p.path[-1], p.message) for p in validate_job(bad).errors]  # found before anything is built
+    assert messages == [("params_transfer_type", "params_transfer_type must be FULL or DIFF, got 'HALF'")]
     with pytest.raises(ValueError, match="params_transfer_type must be FULL or DIFF, got 'HALF'"):
         InProcessClientAPIExecutor("train.py", params_transfer_type="HALF")
     assert PTInProcessClientAPIExecutor("train.py").params_exchange_format == "pytorch"

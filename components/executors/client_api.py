@@ -7,6 +7,7 @@ tasks reach the training script; both hand the script the task's model message a
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flruntime.client.config import ClientConfig, check_exchange_format, check_transfer_type
@@ -39,10 +40,15 @@ class ClientAPIExecutorBase(Executor):
         from_nvflare_converter_id: str | None,
         to_nvflare_converter_id: str | None,
     ) -> None:
+        given = {
+            "params_exchange_format": params_exchange_format,
+            "params_transfer_type": params_transfer_type,
+            "server_expected_format": server_expected_format,
+        }
+        for _, message in self.validate_args(given):
+            raise ValueError(message)
         self.params_exchange_format = check_exchange_format(params_exchange_format)
         self.params_transfer_type = check_transfer_type(params_transfer_type)
-        if str(server_expected_format).lower() not in SERVER_FORMATS:
-            raise ValueError(f"server_expected_format must be numpy or pytorch, got {server_expected_format!r}")
         # flruntime's wire format carries numpy arrays: results always reach the server as numpy.
         self.server_expected_format = str(server_expected_format).lower()
         self.train_with_evaluation = train_with_evaluation
@@ -52,6 +58,22 @@ class ClientAPIExecutorBase(Executor):
         self.from_nvflare_converter_id = from_nvflare_converter_id
         self.to_nvflare_converter_id = to_nvflare_converter_id
         self._warned_no_metrics = False
+
+    @classmethod
+    def validate_args(cls, args: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """The value rules the constructor enforces, for the validator (``validate_args`` hook)."""
+        for name, check in (
+            ("params_exchange_format", check_exchange_format),
+            ("params_transfer_type", check_transfer_type),
+        ):
+            if name in args:
+                try:
+                    check(args[name])
+                except ValueError as exc:
+                    yield name, str(exc)
+        fmt = args.get("server_expected_format", "numpy")
+        if str(fmt).lower() not in SERVER_FORMATS:
+            yield "server_expected_format", f"server_expected_format must be numpy or pytorch, got {fmt!r}"
 
     def client_config(self, ctx: RunContext) -> ClientConfig:
         """The Client API config of this executor's script on ``ctx.site``."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from flruntime.config.model import AppConfig, ComponentSpec
 from flruntime.graph.locate import ImportPolicy, Located, LocateError, job_imports, locate
 from flruntime.graph.refs import ref_params, referenced_ids_at
-from flruntime.graph.signature import check_args
+from flruntime.graph.signature import check_args, check_values
 from flruntime.problems import JsonPath, Problem
 from flruntime.roles import Executor, Filter, Workflow, role_name
 
@@ -214,6 +214,7 @@ def check_app(config: AppConfig, policy: ImportPolicy) -> CheckedApp:
             found = app.classes.get(spec.path)
             if found is not None:
                 app.problems.extend(check_args(found.cls, spec, config.source.problem))
+                app.problems.extend(check_values(found.cls, spec, config.source.problem))
     _references(app)
     _cycles(app)
     return app

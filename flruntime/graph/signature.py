@@ -162,3 +162,21 @@ def check_args(cls: type, spec: ComponentSpec, at: ProblemAt) -> list[Problem]:
                 )
             )
     return problems
+
+
+def check_values(cls: type, spec: ComponentSpec, at: ProblemAt) -> list[Problem]:
+    """Report argument values the class's own ``validate_args(args)`` classmethod refuses.
+
+    A component declares value rules its annotations cannot express (``params_transfer_type`` must be FULL or
+    DIFF) as ``validate_args(args) -> Iterable[tuple[str, str]]`` pairs of argument name and message, so the
+    validator finds them before anything is built. Only literal values are checked: nested components are not.
+    """
+    hook = getattr(cls, "validate_args", None)
+    if not callable(hook):
+        return []
+    args = {k: v for k, v in spec.args.items() if not is_component_dict(v)}
+    try:
+        found = list(hook(args))
+    except Exception as exc:  # a broken hook must not break validation
+        return [at(spec.path, f"{cls.__name__}.validate_args failed: {type(exc).__name__}: {exc}", code="arg-value")]
+    return [at(spec.path + ("args", name), message, code="arg-value") for name, message in found]
