@@ -33,6 +33,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -607,3 +608,11 @@ def short_path(file: str) -> str:
         if marker in file:
             return file.split(marker, 1)[1]
     return file
+
+
+def find_nvflare(python: str) -> str | None:
+    """Return the NVFlare version of the venv at ``python``, or None (saying how to create the venv)."""
+    if nvflare_available(python):
+        return nvflare_version(python)
+    print(f"NVFlare not found at {python}; create it with:\n  {NVFLARE_SETUP}\n", file=sys.stderr)
+    return None

@@ -218,10 +218,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    nv = jobs.nvflare_available(args.nvflare_python)
-    version = jobs.nvflare_version(args.nvflare_python) if nv else None
-    if not nv:
-        print(f"NVFlare not found at {args.nvflare_python}; create it with:\n  {jobs.NVFLARE_SETUP}\n", file=sys.stderr)
+    version = jobs.find_nvflare(args.nvflare_python)
+    nv = version is not None
     tools = ["flruntime", "nvflare"] if nv else ["flruntime"]
     base = Path(tempfile.mkdtemp(prefix="bench_big_model_"))
     results: dict[str, dict[int, SizeRun]] = {tool: {} for tool in tools}

@@ -353,10 +353,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    nv = jobs.nvflare_available(args.nvflare_python)
-    version = jobs.nvflare_version(args.nvflare_python) if nv else None
-    if not nv:
-        print(f"NVFlare not found at {args.nvflare_python}; create it with:\n  {jobs.NVFLARE_SETUP}\n", file=sys.stderr)
+    version = jobs.find_nvflare(args.nvflare_python)
+    nv = version is not None
     base = Path(tempfile.mkdtemp(prefix="bench_round_overhead_"))
     try:
         ours: dict[int, RunStats] = {}
