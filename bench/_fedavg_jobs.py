@@ -610,7 +610,7 @@ def short_path(file: str) -> str:
     return file
 
 
-def find_nvflare(python: str) -> str | None:
+def find_nvflare(python: Path) -> str | None:
     """Return the NVFlare version of the venv at ``python``, or None (saying how to create the venv)."""
     if nvflare_available(python):
         return nvflare_version(python)
