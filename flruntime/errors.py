@@ -21,6 +21,12 @@ class UsageError(FLRuntimeError):
     exit_code = ExitCode.USAGE
 
 
+class ProcessStateError(FLRuntimeError):
+    """Participant processes are not in the state a command needs (running, not stopping, not starting)."""
+
+    exit_code = ExitCode.PROCESSES
+
+
 class ConfigError(FLRuntimeError):
     """A job folder or config file is invalid; ``problems`` holds every finding."""
 

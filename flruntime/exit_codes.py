@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     INVALID_JOB = 1
     USAGE = 2
     JOB_FAILED = 3
+    PROCESSES = 4
     INTERNAL = 70
 
     @property
@@ -25,5 +26,7 @@ _HELP = {
     ExitCode.INVALID_JOB: "the job folder has problems; each one was printed as FILE:LINE: $.path: message",
     ExitCode.USAGE: "bad command line: unknown option, missing argument, unknown override or template",
     ExitCode.JOB_FAILED: "the job started but did not finish successfully",
+    ExitCode.PROCESSES: "POC participants are in the way: one runs (stop it first), did not stop in time, or exited "
+    "right after it started",
     ExitCode.INTERNAL: "a bug in flruntime (rerun with --traceback and report it)",
 }

@@ -134,20 +134,22 @@ def test_scripts_are_executable_bash_and_run_the_site_verb(tmp_path):
         subprocess.run(["bash", "-n", str(script)], check=True)
     sub = (kit / "startup" / "sub_start.sh").read_text()
     assert '"$PYTHON" -m flruntime site start --kit "$KIT"' in sub
-    assert "arrives with flruntime's gRPC transport" in sub
 
 
-def test_sub_start_stops_when_the_site_verb_is_a_usage_error(tmp_path):
+def test_sub_start_stops_for_a_tampered_kit(tmp_path):
     kit = _provision(tmp_path).kits["site-1"]
+    config = kit / "startup" / "fed_client.json"
+    config.write_text(config.read_text().replace("site-1", "site-9"))
     out = subprocess.run(
-        ["bash", str(kit / "startup" / "sub_start.sh"), "--once"],
+        ["bash", str(kit / "startup" / "sub_start.sh")],
         env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
-    assert out.returncode == 2
-    assert "site-1: stopped (last exit code 2)" in out.stdout
+    assert out.returncode == 1
+    assert f"flruntime: error: {config}: changed since provisioning" in out.stderr
+    assert "site-1: stopped (last exit code 1)" in out.stdout
     assert not (kit / "pid.fl").exists()
 
 
@@ -376,9 +378,10 @@ def _participants(*edits):
         ),
         (_bad(participants=[]), "project.yml: $.participants: must be a non-empty list of participants"),
         (
-            _bad(builders=[{"path": "nvflare.lighter.impl.docker.DockerBuilder"}]),
-            "project.yml: $.builders[0].path: unknown builder 'nvflare.lighter.impl.docker.DockerBuilder' (known: "
-            "WorkspaceBuilder, StaticFileBuilder, CertBuilder, SignatureBuilder, HEBuilder)",
+            _bad(builders=[{"path": "nvflare.lighter.impl.helm_chart.HelmChartBuilder"}]),
+            "project.yml: $.builders[0].path: unknown builder 'nvflare.lighter.impl.helm_chart.HelmChartBuilder' "
+            "(known: WorkspaceBuilder, StaticFileBuilder, CertBuilder, SignatureBuilder, HEBuilder, DockerBuilder, "
+            "K8sBuilder)",
         ),
         (
             _bad(builders=[{"path": "HEBuilder", "args": {"degree": 4096}}]),

@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every verb registered."""
-    from flruntime.cli import he, job, provision, simulate, validate
+    from flruntime.cli import he, job, poc, provision, simulate, site, validate
 
     epilog = "exit codes:\n" + "\n".join(f"  {int(c):>3}  {c.help}" for c in ExitCode)
     parser = _Parser(
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.register(verbs)
     he.register(verbs)
     provision.register(verbs)
+    poc.register(verbs)
+    site.register(verbs)
     return parser
 
 

@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     for name, kit in result.kits.items():
         tag = " (new key)" if name in result.new else " (certificate reissued)" if name in result.reissued else ""
         print(f"{name}: {kit}{tag}")
+    if result.docker_dir is not None and project.docker is not None:
+        print(f"image {project.docker.image}: build it with {result.docker_dir / 'build.sh'} /path/to/flruntime")
+    if result.k8s_dir is not None:
+        print(f"Kubernetes manifests: {result.k8s_dir} (kubectl apply -f {result.k8s_dir}; see its README.md)")
     ca = "created" if result.ca_created else "reused"
     print(
         f"{project.name}: {len(result.kits)} startup kit(s) in {result.prod_dir}; project CA {ca} "

@@ -4,8 +4,10 @@
 the project CA and the participants' certificates; :mod:`~flruntime.provision.kit` writes one kit;
 :mod:`~flruntime.provision.signature` signs a kit's ``startup/`` folder and verifies it;
 :mod:`~flruntime.provision.provisioner` ties them together and keeps the project's state (CA, keys) between
-runs; :mod:`~flruntime.provision.sample` is the commented ``project.yml`` that ``flruntime provision --init``
-writes.
+runs; :mod:`~flruntime.provision.docker` and :mod:`~flruntime.provision.k8s` write the image's Dockerfile and the
+Kubernetes manifests (``DockerBuilder``, ``K8sBuilder``); :mod:`~flruntime.provision.poc` is POC mode (a whole
+project on one machine); :mod:`~flruntime.provision.sample` is the commented ``project.yml`` that
+``flruntime provision --init`` writes.
 """
 
 from __future__ import annotations

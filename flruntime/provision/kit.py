@@ -11,8 +11,7 @@ Layout (``KIT`` = ``WORKSPACE/<project>/prod_NN/<participant>``)::
     KIT/readme.txt
 
 The scripts run ``python3 -m flruntime site start --kit KIT`` (server and clients) and
-``python3 -m flruntime admin --kit KIT`` (admins): those verbs arrive with the gRPC transport and the admin
-console; until then the scripts stop with flruntime's usage error.
+``python3 -m flruntime admin --kit KIT`` (admins; the admin console arrives with issue 8).
 """
 
 from __future__ import annotations
@@ -82,6 +81,12 @@ def connection_config(project: Project, p: Participant) -> dict[str, Any]:
                     **({"he_context": SERVER_CONTEXT} if project.he else {}),
                 }
             ],
+            # who may connect: the server refuses a certificate whose name is not listed here
+            "participants": [
+                {"name": q.name, "type": q.type, "org": q.org, **({"role": q.role} if q.role else {})}
+                for q in project.participants
+                if q.type != "server"
+            ],
         }
     if p.type == "client":
         return {
@@ -138,21 +143,21 @@ echo "{name}: started (pid $!), log in $KIT/log.txt; stop with $STARTUP/stop.sh"
 _SUB_START = """
 # Runs `flruntime site start --kit KIT` and starts it again when it ends, until KIT/shutdown.fl exists
 # (stop.sh writes it) or with --once. KIT/restart.fl asks for a restart without the 5-second pause.
-# NOTE: the `site start` verb arrives with flruntime's gRPC transport (issue 7); until then it exits with
-# flruntime's usage error (exit code 2) and this loop stops.
+# Exit codes 1 (a tampered or invalid kit) and 2 (usage) stop the loop: starting again would not help.
 ONCE=0
 for arg in "$@"; do
   if [ "$arg" = "--once" ]; then ONCE=1; fi
 done
 rm -f "$KIT/shutdown.fl" "$KIT/restart.fl"
 echo $$ > "$KIT/pid.fl"
-while true; do
+RC=0
+while [ ! -f "$KIT/shutdown.fl" ]; do
   "$PYTHON" -m flruntime site start --kit "$KIT" &
   CHILD=$!
   echo "$CHILD" > "$KIT/child_pid.fl"
   wait "$CHILD"
   RC=$?
-  if [ -f "$KIT/shutdown.fl" ] || [ "$ONCE" = 1 ] || [ "$RC" = 2 ]; then
+  if [ -f "$KIT/shutdown.fl" ] || [ "$ONCE" = 1 ] || [ "$RC" = 1 ] || [ "$RC" = 2 ]; then
     break
   fi
   if [ -f "$KIT/restart.fl" ]; then
@@ -197,8 +202,7 @@ def _readme(project: Project, p: Participant) -> str:
     else:
         use = (
             "startup/start.sh starts this participant in the background (startup/sub_start.sh restarts it when "
-            "it ends); startup/stop.sh stops it. They run `flruntime site start --kit <this folder>`, which "
-            "arrives with the gRPC transport."
+            "it ends); startup/stop.sh stops it. They run `flruntime site start --kit <this folder>`."
         )
     return (
         f"Startup kit of {p.name} ({p.type}, org {p.org}) in project {project.name}.\n\n{use}\n\n"

@@ -4,18 +4,23 @@ The file follows NVFlare's shape (``name``, ``participants``, ``builders``): a p
 a ``type`` (``server``, ``client`` or ``admin``) and an ``org``; the server has ``host_names``,
 ``default_host``, ``fed_learn_port`` and ``admin_port``; an admin has a ``role``. Keys this runtime does not
 use are ignored, so an NVFlare project file is read as it is.
+
+Builders with arguments: ``HEBuilder`` (CKKS parameters), ``DockerBuilder`` (the image's Dockerfile) and
+``K8sBuilder`` (Kubernetes manifests). With the ``K8sBuilder`` on, the server's certificate also names its
+Service's DNS names and every kit connects to the Service (see :func:`_in_cluster`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from flruntime import __version__
 from flruntime.errors import FLRuntimeError
 from flruntime.exit_codes import ExitCode
 from flruntime.he.keys import HEParams
@@ -23,10 +28,41 @@ from flruntime.he.keys import HEParams
 PARTICIPANT_TYPES = ("server", "client", "admin")
 ROLES = ("project_admin", "org_admin", "lead", "member")
 #: Builder names (the last part of an NVFlare builder path also works) and what they do here. Certificates,
-#: connection configs, scripts and signatures are always made; ``HEBuilder`` adds the CKKS contexts.
-BUILDERS = ("WorkspaceBuilder", "StaticFileBuilder", "CertBuilder", "SignatureBuilder", "HEBuilder")
+#: connection configs, scripts and signatures are always made; ``HEBuilder`` adds the CKKS contexts,
+#: ``DockerBuilder`` writes ``prod_NN/docker/`` and ``K8sBuilder`` ``prod_NN/k8s/`` (and ``docker/``).
+BUILDERS = (
+    "WorkspaceBuilder",
+    "StaticFileBuilder",
+    "CertBuilder",
+    "SignatureBuilder",
+    "HEBuilder",
+    "DockerBuilder",
+    "K8sBuilder",
+)
 HE_ARGS = ("poly_modulus_degree", "coeff_mod_bit_sizes", "scale_bits", "scheme")
+DOCKER_ARGS = ("image", "base_image", "extras", "requirements_file")
+K8S_ARGS = ("namespace", "image", "storage_size", "storage_class", "access_mode")
+#: flruntime's extras an image can install (setup.cfg); ``pt`` is torch's CPU build.
+EXTRAS = ("pt", "he", "tracking", "monai")
+ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
+DEFAULT_IMAGE = f"flruntime:{__version__}"
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._-]*$")
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+
+
+def dns_label(name: str) -> str:
+    """Return a Kubernetes name (an RFC 1035 label: a-z, 0-9, '-', a letter first, 63 at most) for a name.
+
+    ``site-1`` stays ``site-1``; ``Hospital_A.org`` becomes ``hospital-a-org``; ``1st`` becomes ``fl-1st``.
+    """
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    if not label[:1].isalpha():
+        label = f"fl-{label}".rstrip("-")
+    return label[:63].rstrip("-")
 
 
 class ProjectError(FLRuntimeError):
@@ -38,6 +74,12 @@ class ProjectError(FLRuntimeError):
         self.problems = list(problems)
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         super().__init__(self.problems[0] + more)
+
+
+class ProvisionError(FLRuntimeError):
+    """Provisioning could not finish (no free ``prod_NN`` number, unreadable state, no TenSEAL, a kit too large)."""
+
+    exit_code = ExitCode.INVALID_JOB
 
 
 @dataclass(frozen=True)
@@ -66,6 +108,44 @@ class Participant:
 
 
 @dataclass(frozen=True)
+class DockerParams:
+    """What the ``DockerBuilder`` writes into ``prod_NN/docker/``.
+
+    Attributes:
+        image: the image's name (what ``build.sh`` tags and the Kubernetes manifests run).
+        base_image: the Dockerfile's ``FROM`` (a Python 3.11+ image).
+        extras: flruntime's extras to install (``pt``: torch's CPU build, ``he``, ``tracking``, ``monai``).
+        requirements_file: more pip requirements for the jobs' own code, copied into the image, or None.
+    """
+
+    image: str = DEFAULT_IMAGE
+    base_image: str = DEFAULT_BASE_IMAGE
+    extras: tuple[str, ...] = ("pt",)
+    requirements_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class K8sParams:
+    """What the ``K8sBuilder`` writes into ``prod_NN/k8s/``.
+
+    Attributes:
+        namespace: the namespace of every object.
+        image: the image every container runs.
+        storage_size: the size of the workspaces' PersistentVolumeClaim.
+        storage_class: its storage class, or None for the cluster's default.
+        access_mode: ``ReadWriteOnce`` (one node) or ``ReadWriteMany`` (pods on several nodes).
+        service: the server's Service name (a DNS label made from the server's name).
+    """
+
+    namespace: str
+    image: str = DEFAULT_IMAGE
+    storage_size: str = "10Gi"
+    storage_class: str | None = None
+    access_mode: str = "ReadWriteOnce"
+    service: str = ""
+
+
+@dataclass(frozen=True)
 class Project:
     """A checked project file.
 
@@ -74,12 +154,16 @@ class Project:
         description: free text.
         participants: every participant, in file order.
         he: the CKKS parameters when the ``HEBuilder`` is on, else None.
+        docker: the image's Dockerfile when the ``DockerBuilder`` or the ``K8sBuilder`` is on, else None.
+        k8s: the Kubernetes manifests when the ``K8sBuilder`` is on, else None.
     """
 
     name: str
     description: str = ""
     participants: tuple[Participant, ...] = field(default_factory=tuple)
     he: HEParams | None = None
+    docker: DockerParams | None = None
+    k8s: K8sParams | None = None
 
     @property
     def server(self) -> Participant:
@@ -181,13 +265,81 @@ def _he_params(c: _Checker, raw: Mapping[str, Any], path: str) -> HEParams | Non
     return params
 
 
-def _builders(c: _Checker, raw: Any) -> HEParams | None:
-    if raw is None:
+def _args(c: _Checker, raw: Mapping[str, Any], path: str, known: tuple[str, ...]) -> Mapping[str, Any] | None:
+    args = raw.get("args") or {}
+    if not isinstance(args, Mapping):
+        c.add(f"{path}.args", "must be a mapping")
         return None
+    unknown = [key for key in args if key not in known]
+    for key in unknown:
+        c.add(f"{path}.args.{key}", f"unknown argument (known: {', '.join(known)})")
+    return None if unknown else args
+
+
+def _text(c: _Checker, args: Mapping[str, Any], key: str, path: str, pattern: re.Pattern[str], what: str) -> str | None:
+    value = args.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.match(value):
+        c.add(f"{path}.args.{key}", f"must be {what}, got {value!r}")
+        return None
+    return value
+
+
+def _docker_params(c: _Checker, raw: Mapping[str, Any], path: str, base_dir: Path | None) -> DockerParams | None:
+    args = _args(c, raw, path, DOCKER_ARGS)
+    if args is None:
+        return None
+    before = len(c.problems)
+    image = _text(c, args, "image", path, _IMAGE, "an image name such as flruntime:0.1.0")
+    base = _text(c, args, "base_image", path, _IMAGE, "an image name such as python:3.11-slim")
+    extras = args.get("extras", list(DockerParams.extras))
+    if not isinstance(extras, list) or not all(isinstance(e, str) and e in EXTRAS for e in extras):
+        c.add(f"{path}.args.extras", f"must be a list of flruntime extras ({', '.join(EXTRAS)}), got {extras!r}")
+    requirements: Path | None = None
+    value = args.get("requirements_file")
+    if value is not None:
+        requirements = (base_dir or Path.cwd()) / str(value)
+        if not isinstance(value, str) or not value or not requirements.is_file():
+            c.add(f"{path}.args.requirements_file", f"no such file {value!r} (relative to the project file's folder)")
+    if len(c.problems) > before:
+        return None
+    return DockerParams(image or DEFAULT_IMAGE, base or DEFAULT_BASE_IMAGE, tuple(dict.fromkeys(extras)), requirements)
+
+
+def _k8s_params(c: _Checker, raw: Mapping[str, Any], path: str, project: str) -> K8sParams | None:
+    args = _args(c, raw, path, K8S_ARGS)
+    if args is None:
+        return None
+    before = len(c.problems)
+    namespace = _text(c, args, "namespace", path, _DNS_LABEL, "a Kubernetes namespace (a-z, 0-9, -; 63 at most)")
+    image = _text(c, args, "image", path, _IMAGE, "an image name such as flruntime:0.1.0")
+    size = _text(c, args, "storage_size", path, _QUANTITY, "a Kubernetes quantity such as 10Gi")
+    storage_class = _text(c, args, "storage_class", path, _DNS_SUBDOMAIN, "a storage class name")
+    mode = args.get("access_mode", "ReadWriteOnce")
+    if mode not in ACCESS_MODES:
+        c.add(f"{path}.args.access_mode", f"must be one of {', '.join(ACCESS_MODES)}, got {mode!r}")
+    if len(c.problems) > before:
+        return None
+    return K8sParams(namespace or dns_label(project), image or "", size or "10Gi", storage_class, mode)
+
+
+@dataclass
+class _Builders:
+    he: HEParams | None = None
+    docker: DockerParams | None = None
+    k8s: K8sParams | None = None
+    k8s_path: str = ""
+    docker_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _builders(c: _Checker, raw: Any, project: str, base_dir: Path | None) -> _Builders:
+    found = _Builders()
+    if raw is None:
+        return found
     if not isinstance(raw, list):
         c.add("$.builders", "must be a list")
-        return None
-    he: HEParams | None = None
+        return found
     for i, entry in enumerate(raw):
         path = f"$.builders[{i}]"
         builder = entry.get("path") if isinstance(entry, Mapping) else None
@@ -198,16 +350,75 @@ def _builders(c: _Checker, raw: Any) -> HEParams | None:
         if short not in BUILDERS:
             c.add(f"{path}.path", f"unknown builder {builder!r} (known: {', '.join(BUILDERS)})")
         elif short == "HEBuilder":
-            he = _he_params(c, entry, path) or he
-    return he
+            found.he = _he_params(c, entry, path) or found.he
+        elif short == "DockerBuilder":
+            found.docker = _docker_params(c, entry, path, base_dir) or found.docker
+            found.docker_args = entry.get("args") or {}
+        elif short == "K8sBuilder":
+            found.k8s = _k8s_params(c, entry, path, project) or found.k8s
+            found.k8s_path = path
+    return found
 
 
-def check_project(data: Any, label: str = "project.yml") -> Project:
+def _in_cluster(c: _Checker, participants: list[Participant], b: _Builders) -> list[Participant]:
+    """Fit the project to the ``K8sBuilder``'s cluster: unique Kubernetes names, kits that reach the Service.
+
+    The server's Service is named after the server (made a DNS label). Every kit's connection config targets
+    that Service (the server's ``default_host`` becomes the Service name, which resolves in the namespace),
+    and the server's certificate names it in every form a pod may use (``svc``, ``svc.ns``, ``svc.ns.svc``,
+    ``svc.ns.svc.cluster.local``), besides the host names of the project file.
+    """
+    assert b.k8s is not None
+    labels: dict[str, str] = {}
+    for p in participants:
+        if p.type == "admin":
+            continue
+        label = dns_label(p.name)
+        if label in labels:
+            c.add(
+                "$.participants",
+                f"{labels[label]!r} and {p.name!r} both become the Kubernetes name {label!r} (K8sBuilder): rename one",
+            )
+        labels[label] = p.name
+    server = next(p for p in participants if p.type == "server")
+    svc, ns = dns_label(server.name), b.k8s.namespace
+    b.k8s = replace(b.k8s, service=svc)
+    names = (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local")
+    moved = replace(server, default_host=svc, host_names=tuple(dict.fromkeys([*server.host_names, *names])))
+    return [moved if p is server else p for p in participants]
+
+
+def _images(c: _Checker, b: _Builders, he: bool) -> None:
+    """Give the Dockerfile and the manifests one image name, and the Dockerfile its default extras.
+
+    The ``K8sBuilder`` needs an image, so it brings the ``DockerBuilder`` (with its defaults) when that is not
+    listed. The image may be named by either builder, or by both when they agree. Unless ``extras`` is given,
+    the image installs ``pt``, and ``he`` too when the ``HEBuilder`` is on.
+    """
+    if b.docker is None and b.k8s is None:
+        return
+    docker = b.docker or DockerParams()
+    if b.k8s is not None:
+        if b.k8s.image and "image" in b.docker_args and b.k8s.image != docker.image:
+            c.add(
+                f"{b.k8s_path}.args.image",
+                f"{b.k8s.image!r} differs from the DockerBuilder's image {docker.image!r}: give it once",
+            )
+        docker = replace(docker, image=b.k8s.image or docker.image)
+        b.k8s = replace(b.k8s, image=docker.image)
+    if he and "extras" not in b.docker_args and "he" not in docker.extras:
+        docker = replace(docker, extras=(*docker.extras, "he"))
+    b.docker = docker
+
+
+def check_project(data: Any, label: str = "project.yml", base_dir: Path | None = None) -> Project:
     """Check a parsed project file.
 
     Args:
         data: the parsed YAML.
         label: the file's name, the first part of each problem line.
+        base_dir: the folder relative paths in builder arguments start from (the project file's; default: the
+            current folder).
 
     Returns:
         The project.
@@ -239,10 +450,13 @@ def check_project(data: Any, label: str = "project.yml") -> Project:
         servers = sum(1 for item in raw if isinstance(item, Mapping) and item.get("type") == "server")
         if servers != 1:
             c.add("$.participants", f"exactly one participant of type server is needed, found {servers}")
-    he = _builders(c, data.get("builders"))
+    builders = _builders(c, data.get("builders"), name or "flruntime", base_dir)
+    _images(c, builders, builders.he is not None)
+    if builders.k8s is not None and not c.problems:
+        participants = _in_cluster(c, participants, builders)
     if c.problems:
         raise ProjectError(c.problems)
-    return Project(name, str(description), tuple(participants), he)
+    return Project(name, str(description), tuple(participants), builders.he, builders.docker, builders.k8s)
 
 
 def load_project(path: str | Path) -> Project:
@@ -269,4 +483,4 @@ def load_project(path: str | Path) -> Project:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ProjectError([f"{path.name}: {where}not valid YAML: {problem}"]) from exc
-    return check_project(data, path.name)
+    return check_project(data, path.name, path.parent)

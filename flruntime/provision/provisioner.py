@@ -3,7 +3,9 @@
 ``WORKSPACE/<project>/state/`` keeps what must survive a run and never goes into a kit: the CA's key and
 certificate, each participant's key and certificate, and the HE contexts. A later run reuses them, so adding
 a participant re-keys nobody; a certificate is issued again (for the same key) only when its subject or
-names changed or it expires within 30 days. Each run writes a new ``prod_NN`` folder (00, 01, … 99).
+names changed or it expires within 30 days. Each run writes a new ``prod_NN`` folder (00, 01, … 99), with
+``docker/`` (:mod:`~flruntime.provision.docker`) and ``k8s/`` (:mod:`~flruntime.provision.k8s`) beside the kits
+when those builders are on.
 """
 
 from __future__ import annotations
@@ -15,22 +17,16 @@ from pathlib import Path
 
 from cryptography import x509
 
-from flruntime.errors import FLRuntimeError
-from flruntime.exit_codes import ExitCode
 from flruntime.he.keys import CLIENT_CONTEXT, SERVER_CONTEXT, HEParams, make_contexts
 from flruntime.provision import certs
+from flruntime.provision.docker import write_docker
+from flruntime.provision.k8s import write_manifests
 from flruntime.provision.kit import Secrets, write_kit
-from flruntime.provision.project import Project
+from flruntime.provision.project import Project, ProvisionError
 from flruntime.provision.signature import sign_kit
 
 STATE = "state"
 MAX_PROD = 99
-
-
-class ProvisionError(FLRuntimeError):
-    """Provisioning could not finish (no free ``prod_NN`` number, unreadable state, no TenSEAL)."""
-
-    exit_code = ExitCode.INVALID_JOB
 
 
 @dataclass
@@ -43,6 +39,8 @@ class ProvisionResult:
         new: participants that got a new key in this run.
         reissued: existing participants whose certificate was issued again (same key).
         ca_created: whether this run created the project CA.
+        docker_dir: the image's build context (``prod_NN/docker``) when the Docker or K8s builder is on.
+        k8s_dir: the Kubernetes manifests (``prod_NN/k8s``) when the K8s builder is on.
     """
 
     prod_dir: Path
@@ -50,6 +48,8 @@ class ProvisionResult:
     new: list[str] = field(default_factory=list)
     reissued: list[str] = field(default_factory=list)
     ca_created: bool = False
+    docker_dir: Path | None = None
+    k8s_dir: Path | None = None
 
 
 def _next_prod(root: Path) -> Path:
@@ -106,7 +106,8 @@ def provision(project: Project, workspace: str | Path) -> ProvisionResult:
         What was written.
 
     Raises:
-        ProvisionError: no free ``prod_NN`` number, unreadable state, or the HE builder without TenSEAL.
+        ProvisionError: no free ``prod_NN`` number, unreadable state, the HE builder without TenSEAL, or a kit
+            too large for a Kubernetes Secret.
     """
     root = Path(workspace) / project.name
     state = root / STATE
@@ -137,4 +138,8 @@ def provision(project: Project, workspace: str | Path) -> ProvisionResult:
         kit = write_kit(prod / p.name, project, p, secrets)
         sign_kit(kit, ca_key)
         result.kits[p.name] = kit
+    if project.docker is not None:
+        result.docker_dir = write_docker(prod, project)
+    if project.k8s is not None:
+        result.k8s_dir = write_manifests(prod, project, result.kits)
     return result

@@ -58,5 +58,22 @@ builders:
       poly_modulus_degree: 8192
       coeff_mod_bit_sizes: [60, 40, 40]
       scale_bits: 40
+  # Kubernetes: prod_NN/k8s/ holds a Namespace, a PersistentVolumeClaim for the workspaces, a Secret per kit,
+  # the server's Deployment and Service and a Deployment per client (kubectl apply -f prod_NN/k8s/), and
+  # prod_NN/docker/ the image they run (Dockerfile, build.sh). With it on, every kit connects to the server's
+  # Service and the server's certificate names the Service. Uncomment to use:
+  # - path: K8sBuilder
+  #   args:
+  #     namespace: example-project   # default: the project's name made a DNS label
+  #     image: flruntime:0.1.0       # default: flruntime:<version>
+  #     storage_size: 10Gi
+  #     storage_class: standard      # default: the cluster's default storage class
+  #     access_mode: ReadWriteOnce   # ReadWriteMany (with a class that offers it) when pods run on several nodes
+  # The image alone (the K8sBuilder brings it with these defaults):
+  # - path: DockerBuilder
+  #   args:
+  #     base_image: python:3.11-slim
+  #     extras: [pt, he]             # flruntime's extras; default: pt (torch's CPU build), he with the HEBuilder
+  #     requirements_file: requirements.txt   # the jobs' own pip packages (relative to this file)
   - path: SignatureBuilder
 """

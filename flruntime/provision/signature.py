@@ -4,6 +4,9 @@
 SHA-256 and a signature by the CA key over ``path NUL sha256``; one more signature covers the whole sorted
 list, so a file that was added, removed, or whose entry was dropped from the list is detected, as is a
 changed byte. Signatures are RSA PKCS#1 v1.5 with SHA-256.
+
+Entries whose name starts with ``..`` are not kit files: Kubernetes mounts a Secret as ``..data/`` and
+``..<timestamp>/`` folders with a symbolic link per file; the links are read (and checked) as the kit's files.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ class KitSignatureError(FLRuntimeError):
 def _files(startup: Path) -> dict[str, str]:
     out = {}
     for path in sorted(startup.rglob("*")):
-        rel = path.relative_to(startup).as_posix()
-        if path.is_file() and rel != SIGNATURE_FILE:
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        rel = path.relative_to(startup)
+        if path.is_file() and rel.as_posix() != SIGNATURE_FILE and not rel.parts[0].startswith(".."):
+            out[rel.as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 

@@ -45,6 +45,7 @@ class _Group:
     task_ids: dict[str, str]
     on_result: ResultCallback | None
     results: dict[str, TaskResult] = field(default_factory=dict)
+    lost: set[str] = field(default_factory=set)
     open: bool = True
     min_reached_at: float | None = None
 
@@ -67,6 +68,7 @@ class Communicator:
         self._groups: dict[str, _Group] = {}
         self._closed_tasks: dict[str, str] = {}
         self._shutdown = False
+        self._removed: set[str] = set()
         self.late: list[LateResult] = []
         self.last_seen: dict[str, float] = {}
         self.event_sink: Callable[[str, str, dict[str, Any]], None] | None = None
@@ -82,8 +84,31 @@ class Communicator:
         """Add a client that will pull tasks."""
         with self._cond:
             self._queues.setdefault(site, deque())
+            self._removed.discard(site)
             self.last_seen[site] = time.monotonic()
             self._cond.notify_all()
+
+    def remove(self, site: str) -> None:
+        """Drop a client that went away (its heartbeats stopped): open tasks stop waiting for it.
+
+        Its queued tasks are withdrawn and every open broadcast that still expected its result counts it as
+        lost, so a round ends with the others (when ``min_responses`` allows) instead of waiting for its
+        timeout. The client may :meth:`register` again and gets the tasks broadcast after that.
+        """
+        with self._cond:
+            if self._queues.pop(site, None) is None:
+                return
+            self._removed.add(site)
+            for group in {id(g): g for g in self._groups.values()}.values():
+                if site in group.task_ids and site not in group.results:
+                    group.lost.add(site)
+                    log.warning("task '%s': %s went away; not waiting for its result", group.name, site)
+            self._cond.notify_all()
+
+    @property
+    def is_shut_down(self) -> bool:
+        """True once :meth:`shutdown` was called."""
+        return self._shutdown
 
     def clients(self) -> list[str]:
         """The clients registered so far, in registration order."""
@@ -95,6 +120,9 @@ class Communicator:
         deadline = time.monotonic() + timeout
         with self._cond:
             self.last_seen[site] = time.monotonic()
+            if site in self._removed and not self._shutdown:  # it must register again first
+                self._cond.wait(timeout)
+                return SHUTDOWN if self._shutdown else None
             queue = self._queues.setdefault(site, deque())
             while not queue and not self._shutdown:
                 remaining = deadline - time.monotonic()
@@ -216,6 +244,9 @@ class Communicator:
                     task = self.data_filter(task)
                 group.task_ids[site] = task_id
                 self._groups[task_id] = group
+                if site in self._removed:  # gone: it takes part again from the first broadcast after it returns
+                    group.lost.add(site)
+                    continue
                 self._queues.setdefault(site, deque()).append(task)
             self._cond.notify_all()
             while True:
@@ -223,7 +254,7 @@ class Communicator:
                 got = len(group.results)
                 if got >= need and group.min_reached_at is None:
                     group.min_reached_at = now
-                if got == len(sites):
+                if got + len(group.lost - group.results.keys()) >= len(sites):
                     break
                 if abort is not None and abort.is_set():
                     break

@@ -55,11 +55,12 @@ def _model_header(msg: ModelMessage, arrays: list[tuple[str, Any]]) -> dict[str,
     }
 
 
-def encode(obj: ModelMessage | Task | TaskResult) -> bytearray:
-    """Encode a model message, task or task result.
+def encode_parts(obj: ModelMessage | Task | TaskResult) -> tuple[bytes, list[memoryview]]:
+    """Split a message into its prefix (magic, header length, header) and its array bytes, without copying.
 
-    Every array is copied exactly once, straight into the returned buffer (a ``bytearray``, so
-    :func:`decode` can hand out writable views of it without another copy).
+    The parts concatenated are exactly :func:`encode`'s output; the array parts are views of the message's
+    own arrays (or of little-endian copies where an array is not C-ordered little-endian), so a transport
+    can stream a large model in chunks without building the whole message in memory.
     """
     arrays: list[tuple[str, Any]] = []
     if isinstance(obj, ModelMessage):
@@ -86,7 +87,7 @@ def encode(obj: ModelMessage | Task | TaskResult) -> bytearray:
     else:
         raise TypeError(f"cannot encode {type(obj).__name__}")
     specs: list[dict[str, Any]] = []
-    sources: list[np.ndarray] = []
+    parts: list[memoryview] = []
     offset = 0
     for name, value in arrays:
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -110,19 +111,41 @@ def encode(obj: ModelMessage | Task | TaskResult) -> bytearray:
                     "nbytes": source.size,
                 }
             )
-        sources.append(source)
+        parts.append(memoryview(source.data))
         offset += source.size
     header["arrays"] = specs
     head = json.dumps(header, default=_json_default, separators=(",", ":")).encode("utf-8")
-    start = 8 + len(head)
-    out = bytearray(start + offset)
-    out[:4] = MAGIC
-    struct.pack_into(">I", out, 4, len(head))
-    out[8:start] = head
-    body = np.frombuffer(out, dtype=np.uint8, offset=start)
-    for spec, source in zip(specs, sources, strict=True):
-        body[spec["offset"] : spec["offset"] + spec["nbytes"]] = source
+    return MAGIC + struct.pack(">I", len(head)) + head, parts
+
+
+def encode(obj: ModelMessage | Task | TaskResult) -> bytearray:
+    """Encode a model message, task or task result.
+
+    Every array is copied exactly once, straight into the returned buffer (a ``bytearray``, so
+    :func:`decode` can hand out writable views of it without another copy).
+    """
+    prefix, parts = encode_parts(obj)
+    out = bytearray(len(prefix) + sum(p.nbytes for p in parts))
+    out[: len(prefix)] = prefix
+    at = len(prefix)
+    for part in parts:
+        out[at : at + part.nbytes] = part
+        at += part.nbytes
     return out
+
+
+def prefix_size(first: bytes | bytearray | memoryview) -> int | None:
+    """Return the size of a message's prefix from its first bytes, or None when fewer than 8 bytes are given.
+
+    Raises:
+        CodecError: when the bytes do not start a flruntime message.
+    """
+    if len(first) < 8:
+        return None
+    if bytes(first[:4]) != MAGIC:
+        raise CodecError("not an flruntime message (bad magic)")
+    (size,) = struct.unpack(">I", bytes(first[4:8]))
+    return 8 + int(size)
 
 
 def _model(h: dict[str, Any], tensors: dict[str, Any]) -> ModelMessage:
@@ -189,4 +212,4 @@ def decode(data: bytes | bytearray | memoryview) -> ModelMessage | Task | TaskRe
     raise CodecError(f"unknown message type {kind!r}")
 
 
-__all__ = ["CodecError", "decode", "encode"]
+__all__ = ["CodecError", "decode", "encode", "encode_parts", "prefix_size"]

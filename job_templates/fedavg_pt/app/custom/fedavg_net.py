@@ -7,18 +7,24 @@ from torch import nn
 
 
 class DigitsCNN(nn.Module):
-    """Two conv layers and a linear head for 1×8×8 images (scikit-learn's digits), 10 classes."""
+    """Two conv layers and a linear head for 1×8×8 images (scikit-learn's digits), 10 classes.
 
-    def __init__(self, channels: int = 16, num_classes: int = 10) -> None:
+    The initial weights come from ``seed`` (without touching the global random state), so the server's
+    initial global model is the same in the simulator, POC and production.
+    """
+
+    def __init__(self, channels: int = 16, num_classes: int = 10, seed: int = 0) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, 2 * channels, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.head = nn.Linear(2 * channels * 4 * 4, num_classes)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.features = nn.Sequential(
+                nn.Conv2d(1, channels, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(channels, 2 * channels, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            )
+            self.head = nn.Linear(2 * channels * 4 * 4, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits for a batch of images."""

@@ -1,0 +1,539 @@
+"""The federation server: accepts clients and admins over gRPC with mutual TLS and runs submitted jobs.
+
+Clients register, send heartbeats (which also tell them which jobs to run or abort), fetch a job's folder,
+join the job, pull tasks and push results as chunked streams, and send federated events. Admins submit, list,
+abort and download jobs. Every call is authenticated by the certificate the TLS handshake verified: its
+name must be a participant of the project (the server kit's list) of the right type, and a client can only
+speak for itself. Jobs run one at a time, each with its own :class:`~flruntime.runtime.communicator.
+Communicator` and the same :class:`~flruntime.runtime.server.ServerEngine` as the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+
+from flruntime.errors import ConfigError, UsageError
+from flruntime.events.bus import Event, EventBus
+from flruntime.events.types import EventType
+from flruntime.federation.archive import unzip_to, zip_folder
+from flruntime.federation.jobs import JobRecord, JobStatus, JobStore
+from flruntime.federation.kit import Kit, Member
+from flruntime.runtime.communicator import Communicator, Shutdown
+from flruntime.runtime.context import ServerContext
+from flruntime.runtime.lifecycle import preflight_components
+from flruntime.runtime.messages import TaskResult
+from flruntime.runtime.server import ServerEngine
+from flruntime.transport.codec import CodecError
+from flruntime.transport.grpc_link import OPTIONS, generic_handler, identity, server_credentials
+from flruntime.transport.streaming import assemble, control, iter_bytes, iter_message, read_control
+from flruntime.validation import build_job_site, validate_job
+
+log = logging.getLogger(__name__)
+
+#: The largest job folder an admin may upload (zip bytes).
+MAX_UPLOAD = 1024**3
+
+
+@dataclass
+class Settings:
+    """Timing of the federation.
+
+    Attributes:
+        heartbeat_interval: seconds between a client's heartbeats (the server tells clients).
+        heartbeat_timeout: a client silent this long is considered gone.
+        dispatch_timeout: how long a job waits for its clients to come online and join.
+        max_upload: the largest job archive an admin may submit (bytes).
+    """
+
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 30.0
+    dispatch_timeout: float = 60.0
+    max_upload: int = MAX_UPLOAD
+
+
+@dataclass
+class _Site:
+    name: str
+    peer: str
+    last_seen: float
+    online: bool = True
+
+
+@dataclass
+class _Run:
+    """A job being dispatched or run."""
+
+    rec: JobRecord
+    comm: Communicator
+    archive: bytes
+    abort: threading.Event
+    joined: set[str] = field(default_factory=set)
+    engine: ServerEngine | None = None
+
+
+class _Refused(Exception):
+    pass
+
+
+class FederationServer:
+    """Serves one project's clients and admins and runs its jobs.
+
+    Args:
+        kit: the server's startup kit.
+        workspace: where jobs and runs are kept (default: the kit folder).
+        settings: timing.
+    """
+
+    def __init__(self, kit: Kit, workspace: Path | None = None, settings: Settings | None = None) -> None:
+        if kit.type != "server":
+            raise UsageError(f"{kit.root}: this is the kit of {kit.type} '{kit.name}', not of a server")
+        self.kit = kit
+        self.workspace = workspace or kit.root
+        self.settings = settings or Settings()
+        self.store = JobStore(self.workspace)
+        self._lock = threading.Condition()
+        self._sites: dict[str, _Site] = {}
+        self._runs: dict[str, _Run] = {}
+        self._stop = threading.Event()
+        self._grpc: grpc.Server | None = None
+        self._threads: list[threading.Thread] = []
+        self.ports: list[int] = []
+
+    # --- life cycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen on the kit's client port (and admin port) and start the job and heartbeat loops."""
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=OPTIONS)
+        server.add_generic_rpc_handlers([generic_handler(self)])
+        creds = server_credentials(self.kit.cert, self.kit.key, self.kit.root_cert)
+        ports = [self.kit.port] + ([self.kit.admin_port] if self.kit.admin_port not in (0, self.kit.port) else [])
+        for port in ports:
+            bound = server.add_secure_port(f"0.0.0.0:{port}", creds)
+            if bound == 0:
+                server.stop(None)
+                raise UsageError(f"cannot listen on port {port}: it is in use (stop what uses it or change the port)")
+            self.ports.append(bound)
+        server.start()
+        self._grpc = server
+        for target, name in ((self._job_loop, "jobs"), (self._watch_heartbeats, "heartbeats")):
+            thread = threading.Thread(target=target, name=f"server:{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "server '%s' of project '%s' listening on port(s) %s (mutual TLS; %d participant(s) may connect)",
+            self.kit.name,
+            self.kit.project,
+            ", ".join(map(str, self.ports)),
+            len(self.kit.members),
+        )
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Abort running jobs and stop listening."""
+        self._stop.set()
+        with self._lock:
+            runs = list(self._runs.values())
+            self._lock.notify_all()
+        for run in runs:
+            run.abort.set()
+            run.comm.shutdown()
+            if run.engine is not None:
+                run.engine.abort()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+        for thread in self._threads:
+            thread.join(timeout=grace + 30)
+        log.info("server '%s' stopped", self.kit.name)
+
+    def wait(self, stop: threading.Event) -> None:
+        """Block until ``stop`` is set."""
+        while not stop.wait(1.0):
+            pass
+
+    # --- identity ------------------------------------------------------------------------------------
+
+    def _who(self, context: grpc.ServicerContext, call: str, *types: str) -> Member:
+        ident = identity(context)
+        if ident is None:
+            self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, call, context.peer(), "it sent no certificate")
+        member = self.kit.members.get(ident.name)
+        if member is None:
+            self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                call,
+                ident.peer,
+                f"'{ident.name}' is not a participant of project '{self.kit.project}'",
+            )
+        if member.type not in types:
+            self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                call,
+                ident.peer,
+                f"'{ident.name}' is a {member.type}; {call} is for {' or '.join(types)}s",
+            )
+        if member.org and ident.org != member.org:
+            self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                call,
+                ident.peer,
+                f"'{ident.name}' presented org '{ident.org}', the project has '{member.org}'",
+            )
+        return member
+
+    def _refuse(self, context: grpc.ServicerContext, code: grpc.StatusCode, call: str, peer: str, why: str) -> NoReturn:
+        log.warning("refused %s from %s: %s", call, peer, why)
+        context.abort(code, f"refused by server '{self.kit.name}': {why}")
+        raise AssertionError("unreachable")  # context.abort raises
+
+    # --- clients ---------------------------------------------------------------------------------------
+
+    def register(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A client announces itself."""
+        who = self._who(context, "Register", "client")
+        with self._lock:
+            before = self._sites.get(who.name)
+            self._sites[who.name] = _Site(who.name, context.peer(), time.monotonic())
+            self._lock.notify_all()
+        again = " again" if before is not None else ""
+        log.info("client '%s' (org %s) registered%s from %s", who.name, who.org, again, context.peer())
+        return control(
+            server=self.kit.name, project=self.kit.project, heartbeat_interval=self.settings.heartbeat_interval
+        )
+
+    def _seen(self, site: str, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            entry = self._sites.get(site)
+            if entry is None:
+                self._sites[site] = _Site(site, context.peer(), time.monotonic())
+                log.info("client '%s' is back (heartbeat from %s)", site, context.peer())
+            else:
+                if not entry.online:
+                    log.info("client '%s' is back (heartbeat from %s)", site, context.peer())
+                entry.last_seen, entry.online = time.monotonic(), True
+            self._lock.notify_all()
+
+    def heartbeat(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A client says it is alive and which jobs it runs; the reply says which jobs to start or abort."""
+        who = self._who(context, "Heartbeat", "client")
+        self._seen(who.name, context)
+        running = set(read_control(request).get("jobs", []))
+        with self._lock:
+            for jid in running:  # back after being considered gone: its job engine takes tasks again
+                run = self._runs.get(jid)
+                if run is not None and who.name in run.rec.sites and who.name not in run.joined and run.engine:
+                    run.comm.register(who.name)
+                    run.joined.add(who.name)
+                    log.info("job %s: '%s' is back", jid, who.name)
+            wanted = {
+                jid: run.rec.name
+                for jid, run in self._runs.items()
+                if who.name in run.rec.sites and not run.comm.is_shut_down and not run.abort.is_set()
+            }
+        deploy = [{"job_id": jid, "name": name} for jid, name in wanted.items() if jid not in running]
+        abort = sorted(running - wanted.keys())
+        return control(deploy=deploy, abort=abort, heartbeat_interval=self.settings.heartbeat_interval)
+
+    def _run_for(self, context: grpc.ServicerContext, job_id: Any) -> _Run | None:
+        with self._lock:
+            return self._runs.get(str(job_id))
+
+    def get_app(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Stream a job's folder to a client it is deployed to."""
+        who = self._who(context, "GetApp", "client")
+        job_id = read_control(request).get("job_id")
+        run = self._run_for(context, job_id)
+        if run is None or who.name not in run.rec.sites:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} is not running for '{who.name}'")
+        assert run is not None
+        yield from iter_bytes(run.archive, name=run.rec.name)
+
+    def join(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A client's engine for a job is ready for tasks."""
+        who = self._who(context, "Join", "client")
+        job_id = read_control(request).get("job_id")
+        run = self._run_for(context, job_id)
+        if run is None or who.name not in run.rec.sites:
+            return control(ok=False, reason=f"job {job_id} is not running for '{who.name}'")
+        run.comm.register(who.name)
+        with self._lock:
+            run.joined.add(who.name)
+            self._lock.notify_all()
+        log.info("job %s: '%s' joined", job_id, who.name)
+        return control(ok=True)
+
+    def pull(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Stream a client's next task of a job (or say there is none / the job ended)."""
+        who = self._who(context, "Pull", "client")
+        req = read_control(request)
+        run = self._run_for(context, req.get("job_id"))
+        if run is None:
+            yield control(kind="shutdown")
+            return
+        wait = min(max(float(req.get("timeout", 1.0)), 0.0), 30.0)
+        task = run.comm.pull(who.name, wait)
+        if task is None:
+            yield control(kind="none")
+            return
+        if isinstance(task, Shutdown):
+            yield control(kind="shutdown")
+            return
+        delivered = False
+        try:
+            yield from iter_message(task, kind="task")
+            delivered = True
+        finally:
+            if not delivered:
+                log.warning(
+                    "job %s: task '%s' did not reach '%s' (the stream broke)", run.rec.job_id, task.name, who.name
+                )
+
+    def submit(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        """Receive a task result as a chunked stream and hand it to the job's communicator."""
+        who = self._who(context, "Submit", "client")
+        try:
+            head, buf = assemble(request_iterator)
+            result = buf.message() if buf is not None else None
+        except CodecError as exc:
+            log.warning("refused a result from '%s': %s", who.name, exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if not isinstance(result, TaskResult):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a task result")
+        assert isinstance(result, TaskResult)
+        if result.site != who.name:
+            self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "Submit",
+                context.peer(),
+                f"'{who.name}' sent a result in the name of '{result.site}'",
+            )
+        run = self._run_for(context, head.get("job_id"))
+        if run is None:
+            return control(accepted=False, reason="the job is not running")
+        return control(accepted=run.comm.submit(result))
+
+    def event(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A federated event from a client's job."""
+        who = self._who(context, "Event", "client")
+        req = read_control(request)
+        run = self._run_for(context, req.get("job_id"))
+        if run is not None:
+            run.comm.deliver_event(who.name, str(req.get("name", "")), dict(req.get("data") or {}))
+        return control(ok=run is not None)
+
+    # --- admins --------------------------------------------------------------------------------------
+
+    def submit_job(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        """Store an uploaded job folder (a zip stream), check it, and queue it."""
+        who = self._who(context, "SubmitJob", "admin")
+        try:
+            head, buf = assemble(request_iterator, limit=self.settings.max_upload)
+            data = buf.data() if buf is not None else b""
+        except CodecError as exc:
+            return control(ok=False, errors=[f"upload refused: {exc}"])
+        job_id = self.store.new_id()
+        folder = self.store.folder(job_id)
+        try:
+            unzip_to(data, folder, label=f"job upload from {who.name}")
+            report = validate_job(folder, job_id=job_id)
+            if report.errors:
+                raise ConfigError(report.errors)
+        except (UsageError, ConfigError) as exc:
+            import shutil
+
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            log.warning("refused a job from %s: %s", who.name, exc)
+            return control(ok=False, errors=str(exc).splitlines())
+        sites = self._sites_of(report.job.client_sites(), report.job.deploy_map)
+        rec = JobRecord(job_id, str(head.get("name") or report.job.name), who.name, time.time(), sites=sites)
+        self.store.add(rec)
+        log.info("job %s (%s) submitted by %s for %s", job_id, rec.name, who.name, ", ".join(sites))
+        with self._lock:
+            self._lock.notify_all()
+        return control(ok=True, job_id=job_id)
+
+    def _sites_of(self, named: list[str], deploy_map: dict[str, list[str]]) -> list[str]:
+        every = any(s.upper() == "@ALL" for sites in deploy_map.values() for s in sites)
+        clients = [m.name for m in self.kit.members.values() if m.type == "client"]
+        return clients if every else [s for s in named if s in clients] or named
+
+    def list_jobs(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Return the job records (all, or one by ``job_id``)."""
+        self._who(context, "ListJobs", "admin")
+        job_id = read_control(request).get("job_id")
+        recs = [r for r in self.store.all() if job_id in (None, r.job_id)]
+        return json.dumps({"jobs": [r.as_dict() for r in recs]}).encode()
+
+    def abort_job(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Abort a submitted or running job."""
+        who = self._who(context, "AbortJob", "admin")
+        job_id = str(read_control(request).get("job_id"))
+        rec = self.store.get(job_id)
+        if rec is None:
+            return control(ok=False, error=f"no job with id {job_id}")
+        if rec.status.finished:
+            return control(ok=False, error=f"job {job_id} already {rec.status}")
+        log.info("job %s: abort requested by %s", job_id, who.name)
+        with self._lock:
+            run = self._runs.get(job_id)
+        if run is None:
+            self.store.update(rec, status=JobStatus.ABORTED, end_time=time.time(), error=f"aborted by {who.name}")
+        else:
+            run.abort.set()
+            if run.engine is not None:
+                run.engine.abort()
+            with self._lock:
+                self._lock.notify_all()
+        return control(ok=True)
+
+    def download_job(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Stream a job's server workspace (models, results, log) as a zip."""
+        self._who(context, "DownloadJob", "admin")
+        job_id = str(read_control(request).get("job_id"))
+        rec = self.store.get(job_id)
+        if rec is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no job with id {job_id}")
+        assert rec is not None
+        run_dir = self.workspace / job_id
+        if not run_dir.is_dir():
+            context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} has no results yet (status {rec.status})")
+        yield from iter_bytes(zip_folder(run_dir), job_id=job_id)
+
+    # --- jobs ---------------------------------------------------------------------------------------
+
+    def _job_loop(self) -> None:
+        while not self._stop.is_set():
+            rec = self.store.next_submitted()
+            if rec is None:
+                with self._lock:
+                    self._lock.wait(1.0)
+                continue
+            try:
+                self._run_job(rec)
+            except Exception as exc:  # a bug in the job runner must not stop the server
+                log.exception("job %s: the server failed to run it", rec.job_id)
+                self.store.update(
+                    rec,
+                    status=JobStatus.EXECUTION_EXCEPTION,
+                    end_time=time.time(),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+    def _online(self, sites: list[str]) -> list[str]:
+        return [s for s in sites if (e := self._sites.get(s)) is not None and e.online]
+
+    def _wait_for(self, run: _Run, what: str, need: int, pool: Any) -> bool:
+        """Wait (up to the dispatch timeout) until ``pool()`` holds all sites, or at least ``need`` at the end."""
+        deadline = time.monotonic() + self.settings.dispatch_timeout
+        with self._lock:
+            while not (self._stop.is_set() or run.abort.is_set()):
+                have = pool()
+                if len(have) == len(run.rec.sites):
+                    return True
+                if time.monotonic() >= deadline:
+                    if len(have) >= need:
+                        return True
+                    missing = sorted(set(run.rec.sites) - set(have))
+                    run.rec.error = (
+                        f"only {len(have)} of the {need} clients needed {what} ({', '.join(missing)} did not)"
+                    )
+                    return False
+                self._lock.wait(min(1.0, max(deadline - time.monotonic(), 0.01)))
+        return False
+
+    def _run_job(self, rec: JobRecord) -> None:
+        folder = self.store.folder(rec.job_id)
+        run_dir = self.workspace / rec.job_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        try:
+            self._dispatch_and_run(rec, folder, run_dir)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+    def _dispatch_and_run(self, rec: JobRecord, folder: Path, run_dir: Path) -> None:
+        meta = validate_job(folder, job_id=rec.job_id).job.meta_data
+        need = int(meta.get("min_clients") or len(rec.sites))
+        comm = Communicator()
+        run = _Run(rec, comm, zip_folder(folder), threading.Event())
+        with self._lock:
+            self._runs[rec.job_id] = run
+        try:
+            self.store.update(rec, status=JobStatus.DISPATCHED)
+            log.info("job %s (%s): waiting for %d of %s", rec.job_id, rec.name, need, ", ".join(rec.sites))
+            ready = self._wait_for(run, "came online", need, lambda: self._online(rec.sites))
+            graph = ctx = None
+            if ready:
+                graph = build_job_site(folder, "server", job_id=rec.job_id, workspace=str(run_dir))
+                bus = EventBus("server")
+                bus.subscribe(EventType.ROUND_DONE, lambda e: self._round_done(rec, e))
+                ctx = ServerContext(rec.job_id, "server", run_dir, graph.app_dir, bus, abort=run.abort)
+                preflight_components(graph.objects(), ctx)
+                ready = self._wait_for(run, "joined the job", need, lambda: sorted(run.joined))
+            if run.abort.is_set():
+                self.store.update(rec, status=JobStatus.ABORTED, end_time=time.time(), error=rec.error or "aborted")
+                return
+            if not ready or graph is None or ctx is None:
+                log.error("job %s: %s", rec.job_id, rec.error)
+                self.store.update(rec, status=JobStatus.EXECUTION_EXCEPTION, end_time=time.time())
+                return
+            run.engine = ServerEngine(graph, ctx, comm)
+            self.store.update(rec, status=JobStatus.RUNNING, start_time=time.time())
+            log.info("job %s (%s): running with %s", rec.job_id, rec.name, ", ".join(sorted(run.joined)))
+            outcome = run.engine.run()
+            self.store.update(rec, status=JobStatus(str(outcome.status)), end_time=time.time(), error=outcome.error)
+            log.info("job %s (%s): %s after %.1f s", rec.job_id, rec.name, outcome.status, outcome.seconds)
+        except (ConfigError, UsageError) as exc:
+            log.error("job %s: %s", rec.job_id, exc)
+            self.store.update(rec, status=JobStatus.EXECUTION_EXCEPTION, end_time=time.time(), error=str(exc))
+        finally:
+            comm.shutdown()
+            with self._lock:
+                self._runs.pop(rec.job_id, None)
+                self._lock.notify_all()
+
+    def _round_done(self, rec: JobRecord, event: Event) -> None:
+        self.store.update(rec, rounds=rec.rounds + 1)
+        log.info(
+            "job %s: round %s done with %s",
+            rec.job_id,
+            event.data.get("round"),
+            ", ".join(sorted(event.data.get("contributors", []))) or "no contributions",
+        )
+
+    def _watch_heartbeats(self) -> None:
+        while not self._stop.wait(min(1.0, self.settings.heartbeat_interval / 2)):
+            now = time.monotonic()
+            gone: list[str] = []
+            with self._lock:
+                for entry in self._sites.values():
+                    if entry.online and now - entry.last_seen > self.settings.heartbeat_timeout:
+                        entry.online = False
+                        gone.append(entry.name)
+                runs = list(self._runs.values())
+            for site in gone:
+                log.warning(
+                    "client '%s': no heartbeat for %.0f s; considered gone", site, self.settings.heartbeat_timeout
+                )
+                for run in runs:
+                    run.comm.remove(site)
+                    with self._lock:
+                        run.joined.discard(site)
+
+
+__all__ = ["FederationServer", "Settings"]
