@@ -177,6 +177,7 @@ class JobSpec:
     step: float = STEP
     wait_time_after_min_received: float = 0
     task_check_period: float | None = None  # None: the workflow's default
+    resident: bool = False  # initial model written to (np.full) so its pages are resident, as a trained model's are
 
 
 def _write(path: Path, doc: Any) -> None:
@@ -255,6 +256,8 @@ def write_job(root: Path, tool: str, spec: JobSpec) -> JobFolder:
     _write(app / "config" / "config_fed_server.json", server)
     _write(app / "config" / "config_fed_client.json", _client_config(spec, trace_dir))
     (app / "custom").mkdir(parents=True)
+    if spec.resident:
+        source = source.replace("np.zeros(n, dtype=np.float32)", "np.full(n, 0.0, dtype=np.float32)")
     (app / "custom" / f"{CUSTOM_MODULE}.py").write_text(source, encoding="utf-8")
     return JobFolder(job, trace_dir, result_file)
 

@@ -136,3 +136,36 @@ def test_concurrent_broadcasts_are_independent():
     assert first.thread.is_alive()
     comm.submit(reply(t1, "a"))
     assert sorted(first.join()) == ["a"]
+
+
+def test_a_client_that_went_away_is_not_waited_for_and_takes_part_again_after_it_registers():
+    comm = Communicator(["a", "b", "c"])
+    b = Broadcast(comm, min_responses=2)
+    for site in ("a", "b"):
+        task = pull(comm, site)
+        assert comm.submit(reply(task, site))
+    pull(comm, "c")  # c took its task and died with it
+    comm.remove("c")
+    assert sorted(b.join()) == ["a", "b"]
+    assert comm.clients() == ["a", "b"]
+    assert comm.pull("c", timeout=0.1) is None  # it must register again first
+
+    gone = Broadcast(comm, targets=["a", "b", "c"])  # the workflow still names c: it is not waited for
+    for site in ("a", "b"):
+        assert comm.submit(reply(pull(comm, site), site))
+    assert sorted(gone.join()) == ["a", "b"]
+
+    comm.register("c")
+    back = Broadcast(comm, targets=["a", "b", "c"])
+    for site in ("a", "b", "c"):
+        assert comm.submit(reply(pull(comm, site), site))
+    assert sorted(back.join()) == ["a", "b", "c"]
+
+
+def test_results_handed_to_a_callback_are_not_kept():
+    comm = Communicator(["a"])
+    got = []
+    b = Broadcast(comm, on_result=got.append)
+    comm.submit(reply(pull(comm, "a"), "a"))
+    results = b.join()
+    assert got[0].data is not None and results["a"].data is None and results["a"].rc == got[0].rc

@@ -60,6 +60,7 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
         self.weigh_by_local_iter = weigh_by_local_iter
         self._lock = threading.Lock()
         self._sum = WeightedSum()
+        self._aggregate: ModelMessage | None = None
         self._sites: set[str] = set()
         self._missing_steps: dict[str, int] = {}
 
@@ -91,13 +92,16 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
     def aggregate(self, ctx: RunContext) -> ModelMessage:
         """Return the weighted mean of the accepted results (same params type as they had)."""
         with self._lock:
-            params = self._sum.mean()
-            return ModelMessage(
-                params, self.expected, meta={"num_contributions": self._sum.count}, current_round=ctx.current_round
-            )
+            if self._aggregate is None:  # the sums are divided in place: no model-sized copy
+                params = self._sum.mean(in_place=True)
+                self._aggregate = ModelMessage(
+                    params, self.expected, meta={"num_contributions": self._sum.count}, current_round=ctx.current_round
+                )
+            return self._aggregate
 
     def reset(self, ctx: RunContext) -> None:
         """Start a new round."""
         with self._lock:
             self._sum = WeightedSum()
+            self._aggregate = None
             self._sites = set()

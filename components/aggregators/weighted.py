@@ -39,22 +39,44 @@ class WeightedSum:
             acc_dtype = np.float64 if arr.dtype.kind in "iub" or arr.dtype == np.float64 else np.float32
             if name not in self.total:
                 self.dtypes[name] = arr.dtype
-                self.total[name] = np.multiply(arr, weight if scale else 1.0, dtype=acc_dtype)
+                self.total[name] = np.asarray(np.multiply(arr, weight if scale else 1.0, dtype=acc_dtype))
                 self.weight[name] = weight
             else:
-                self.total[name] += arr * weight if scale else arr
+                _add_scaled(self.total[name], arr, weight if scale else 1.0)
                 self.weight[name] += weight
         self.count += 1
 
-    def mean(self) -> Params:
-        """Return ``total / weight`` per variable, in the dtype the variable arrived in (floats stay floats)."""
+    def mean(self, in_place: bool = False) -> Params:
+        """Return ``total / weight`` per variable, in the dtype the variable arrived in (floats stay floats).
+
+        Args:
+            in_place: divide the running sums themselves and hand them out (no model-sized copy); the sum
+                is spent then.
+        """
         out: Params = {}
         for name, total in self.total.items():
             w = self.weight[name]
-            value = total / w if w else total
+            if in_place and w:
+                total /= w
+                value = total
+            else:
+                value = total / w if w else total
             dtype = self.dtypes[name]
             out[name] = value.astype(dtype, copy=False) if dtype.kind == "f" else value
         return out
+
+
+#: Elements per block when folding a contribution in: bounds the temporary ``weight * value`` buffer.
+BLOCK = 1 << 20
+
+
+def _add_scaled(total: np.ndarray, value: np.ndarray, weight: float) -> None:
+    """``total += weight * value`` in blocks, so no model-sized temporary is made."""
+    flat_total = total.reshape(-1)
+    flat_value = np.asarray(value).reshape(-1)
+    for start in range(0, flat_total.size, BLOCK):
+        part = flat_value[start : start + BLOCK]
+        flat_total[start : start + BLOCK] += part * weight if weight != 1.0 else part
 
 
 def weighted_mean(contributions: list[tuple[Params, float]], exclude: str | None = None) -> Params:

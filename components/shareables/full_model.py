@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from flruntime.roles import ShareableGenerator
 from flruntime.runtime.context import RunContext
 from flruntime.runtime.messages import ModelMessage, ParamsType
@@ -23,5 +27,19 @@ class FullModelShareableGenerator(ShareableGenerator):
             for name, diff in (aggregate.params or {}).items():
                 if name not in params:
                     raise KeyError(f"the aggregated difference has variable '{name}' the global model lacks")
-                params[name] = (params[name] + diff).astype(params[name].dtype, copy=False)
+                params[name] = _add(params[name], diff)
         return ModelMessage(params, ParamsType.FULL, meta=dict(global_model.meta), current_round=ctx.current_round)
+
+
+def _add(value: Any, diff: Any) -> Any:
+    """``value + diff`` in ``value``'s dtype, written into ``diff``'s buffer when it can hold it (no new array)."""
+    base, step = np.asarray(value), np.asarray(diff)
+    if (
+        step.dtype == base.dtype
+        and step.shape == base.shape
+        and step.flags.writeable
+        and step.flags.c_contiguous
+        and step.ndim > 0
+    ):
+        return np.add(step, base, out=step)
+    return (base + step).astype(base.dtype, copy=False)

@@ -1,8 +1,9 @@
-"""``flruntime job ...``: job templates, creating jobs from them, listing a job's variables, converting NVFlare jobs."""
+"""``flruntime job ...``: templates, creating and converting job folders, and submitting them to a server."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from flruntime.cli.common import add_override_option, overrides_of
@@ -46,6 +47,114 @@ def register(verbs: Any) -> None:
     a.add_argument("--no-server-side", action="store_true", help="do not record on the server")
     add_override_option(a)
     a.set_defaults(func=_add_tracking)
+
+    _register_remote(sub)
+
+
+def _kit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kit",
+        metavar="ADMIN_KIT",
+        help="an admin's startup kit (default: $FLRUNTIME_ADMIN_KIT, else the POC workspace's admin)",
+    )
+
+
+def _register_remote(sub: Any) -> None:
+    """The verbs that talk to a running server with an admin's kit."""
+    s = sub.add_parser("submit", help="check a job folder and submit it to the server")
+    s.add_argument("-j", "--job", "--job-folder", dest="job_dir", required=True, metavar="JOB_DIR")
+    s.add_argument("--wait", action="store_true", help="wait until it finished; exit 3 unless it completed")
+    s.add_argument("--timeout", type=float, default=None, metavar="S", help="with --wait: give up after S seconds")
+    _kit_option(s)
+    s.set_defaults(func=_submit)
+
+    ls = sub.add_parser("list", help="list the server's jobs")
+    ls.add_argument("--json", action="store_true", help="print the records as JSON")
+    _kit_option(ls)
+    ls.set_defaults(func=_list)
+
+    ab = sub.add_parser("abort", help="abort a submitted or running job")
+    ab.add_argument("job_id", metavar="JOB_ID")
+    _kit_option(ab)
+    ab.set_defaults(func=_abort)
+
+    dl = sub.add_parser("download", help="download a job's server workspace (models, results, log)")
+    dl.add_argument("job_id", metavar="JOB_ID")
+    dl.add_argument("-o", "--output", default=None, metavar="DIR", help="where (default: the kit's transfer/)")
+    _kit_option(dl)
+    dl.set_defaults(func=_download)
+
+
+def _admin_kit(args: argparse.Namespace) -> Path:
+    import os
+
+    from flruntime.errors import UsageError
+
+    if args.kit:
+        return Path(args.kit)
+    if os.environ.get("FLRUNTIME_ADMIN_KIT"):
+        return Path(os.environ["FLRUNTIME_ADMIN_KIT"])
+    from flruntime.provision.poc import default_workspace, load
+
+    try:
+        admins = load(default_workspace()).admins
+    except UsageError:
+        admins = []
+    if not admins:
+        raise UsageError("no admin kit: pass --kit ADMIN_KIT (or set FLRUNTIME_ADMIN_KIT, or prepare a POC)")
+    return admins[0].kit
+
+
+def _session(args: argparse.Namespace) -> Any:
+    from flruntime.federation import AdminSession
+
+    return AdminSession(_admin_kit(args))
+
+
+def _submit(args: argparse.Namespace) -> int:
+    with _session(args) as session:
+        job_id = session.submit(args.job_dir)
+        print(f"submitted job {job_id}")
+        if not args.wait:
+            return int(ExitCode.OK)
+        rec = session.wait(job_id, timeout=args.timeout)
+    print(f"job {job_id}: {rec['status']}" + (f" ({rec['error']})" if rec.get("error") else ""))
+    return int(ExitCode.OK if rec["status"] == "FINISHED:COMPLETED" else ExitCode.JOB_FAILED)
+
+
+def _list(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    with _session(args) as session:
+        jobs = session.list_jobs()
+    if args.json:
+        print(json.dumps(jobs, indent=2))
+        return int(ExitCode.OK)
+    rows = [["JOB ID", "NAME", "STATUS", "SUBMIT TIME", "RUN DURATION"]]
+    for rec in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(rec["submit_time"]))
+        took = "" if rec.get("duration") is None else f"{rec['duration']:.1f} s"
+        rows.append([rec["job_id"], rec["name"], rec["status"], when, took])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return int(ExitCode.OK)
+
+
+def _abort(args: argparse.Namespace) -> int:
+    with _session(args) as session:
+        session.abort(args.job_id)
+    print(f"abort of job {args.job_id} requested")
+    return int(ExitCode.OK)
+
+
+def _download(args: argparse.Namespace) -> int:
+    with _session(args) as session:
+        dest = Path(args.output) if args.output else session.kit.root / "transfer"
+        folder = session.download(args.job_id, dest)
+    print(f"downloaded job {args.job_id} to {folder}")
+    return int(ExitCode.OK)
 
 
 def _templates(args: argparse.Namespace) -> int:

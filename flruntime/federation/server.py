@@ -53,12 +53,15 @@ class Settings:
         heartbeat_timeout: a client silent this long is considered gone.
         dispatch_timeout: how long a job waits for its clients to come online and join.
         max_upload: the largest job archive an admin may submit (bytes).
+        max_concurrent_uploads: task results received at the same time (each is held whole until it is
+            aggregated, so this bounds the server's memory at about this many models beyond its own).
     """
 
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 30.0
     dispatch_timeout: float = 60.0
     max_upload: int = MAX_UPLOAD
+    max_concurrent_uploads: int = 1
 
 
 @dataclass
@@ -105,6 +108,7 @@ class FederationServer:
         self._sites: dict[str, _Site] = {}
         self._runs: dict[str, _Run] = {}
         self._stop = threading.Event()
+        self._uploads = threading.Semaphore(self.settings.max_concurrent_uploads)
         self._grpc: grpc.Server | None = None
         self._threads: list[threading.Thread] = []
         self.ports: list[int] = []
@@ -302,12 +306,16 @@ class FederationServer:
     def submit(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """Receive a task result as a chunked stream and hand it to the job's communicator."""
         who = self._who(context, "Submit", "client")
-        try:
-            head, buf = assemble(request_iterator)
-            result = buf.message() if buf is not None else None
-        except CodecError as exc:
-            log.warning("refused a result from '%s': %s", who.name, exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        with self._uploads:  # one result in memory at a time: the others wait, flow-controlled, in their streams
+            try:
+                head, buf = assemble(request_iterator)
+                result = buf.message() if buf is not None else None
+            except CodecError as exc:
+                log.warning("refused a result from '%s': %s", who.name, exc)
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return self._deliver(context, who, head, result)
+
+    def _deliver(self, context: grpc.ServicerContext, who: Member, head: dict[str, Any], result: Any) -> bytes:
         if not isinstance(result, TaskResult):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a task result")
         assert isinstance(result, TaskResult)
@@ -481,6 +489,10 @@ class FederationServer:
             if ready:
                 graph = build_job_site(folder, "server", job_id=rec.job_id, workspace=str(run_dir))
                 bus = EventBus("server")
+                bus.subscribe(
+                    EventType.ROUND_STARTED,
+                    lambda e: log.info("job %s: round %s started", rec.job_id, e.data.get("round")),
+                )
                 bus.subscribe(EventType.ROUND_DONE, lambda e: self._round_done(rec, e))
                 ctx = ServerContext(rec.job_id, "server", run_dir, graph.app_dir, bus, abort=run.abort)
                 preflight_components(graph.objects(), ctx)

@@ -9,6 +9,7 @@ O(model)); results that come after the workflow stopped waiting, or twice, are r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -150,12 +151,15 @@ class Communicator:
             if self.result_filter is not None:
                 with as_site("server"):
                     result = self.result_filter(result)
-            group.results[result.site] = result
             if group.on_result is not None:
+                # the callback has the data; the group keeps the rest, so in-time aggregation holds no results
+                group.results[result.site] = dataclasses.replace(result, data=None)
                 try:
                     group.on_result(result)
                 except Exception:
                     log.exception("processing the result of '%s' from %s failed", result.name, result.site)
+            else:
+                group.results[result.site] = result
             self._cond.notify_all()
             return True
 
@@ -229,7 +233,8 @@ class Communicator:
             abort: stop waiting when set.
 
         Returns:
-            The results received, by site.
+            The results received, by site; with ``on_result`` they carry no data (the callback had it), so a
+            workflow that aggregates in time never holds more than the result at hand.
         """
         sites = list(targets) if targets is not None else self.clients()
         need = len(sites) if min_responses is None else min(min_responses, len(sites))
