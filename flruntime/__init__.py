@@ -13,6 +13,16 @@ from flruntime.validation import Report, build_job_site, validate_job
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``flruntime.Session``: the admin session (imported on first use: it needs gRPC)."""
+    if name == "Session":
+        from flruntime.federation.admin import Session
+
+        return Session
+    raise AttributeError(f"module 'flruntime' has no attribute {name!r}")
+
+
 __all__ = [
     "ConfigError",
     "ExitCode",
@@ -23,6 +33,7 @@ __all__ = [
     "Ref",
     "Report",
     "Severity",
+    "Session",
     "SiteGraph",
     "UsageError",
     "build_job_site",

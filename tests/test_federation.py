@@ -162,10 +162,10 @@ def test_a_client_cannot_use_admin_commands(fed: Federation):
 
     channel = secure_channel(kit.target, kit.cert, kit.key, kit.root_cert)
     with pytest.raises(grpc.RpcError) as err:
-        Stub(channel).unary("ListJobs", control(), timeout=10)
+        Stub(channel).unary("Command", control(command="list_jobs"), timeout=10)
     channel.close()
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert err.value.details() == "refused by server 'server': 'site-1' is a client; ListJobs is for admins"
+    assert err.value.details() == "refused by server 'server': 'site-1' is a client; Command is for admins"
 
 
 def test_a_tampered_kit_does_not_start(fed: Federation, tmp_path: Path):

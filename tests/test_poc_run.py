@@ -103,3 +103,27 @@ def test_job_commands_need_an_admin_kit(tmp_path: Path, monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "flruntime: error: no admin kit: pass --kit ADMIN_KIT (or set FLRUNTIME_ADMIN_KIT, or prepare a POC)\n"
     )
+
+
+def test_an_he_job_runs_in_a_poc_with_the_provisioned_contexts(tmp_path: Path):
+    env = {**os.environ, **FAST_ENV, "FLRUNTIME_POC_WORKSPACE": str(tmp_path / "poc")}
+    env.pop("FLRUNTIME_HE_DIR", None)
+    assert flr("poc", "prepare", "-n", "2", "--he", "--port", str(free_port()), env=env).returncode == 0
+    assert flr("poc", "start", env=env).returncode == 0
+    try:
+        job = tmp_path / "he_job"
+        assert (
+            main(["job", "create", "-t", "fedavg_he_pt", "-w", str(job), "-o", "num_rounds=1", "-o", "num_sites=2"])
+            == 0
+        )
+        out = flr("job", "submit", "-j", str(job), "--wait", "--timeout", "600", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        job_id = out.stdout.split()[2]
+        server = tmp_path / "poc" / "example_project" / "prod_00" / "server"
+        # the server holds only the public context; what it stored of the model is ciphertext
+        assert sorted(p.name for p in (server / "startup").glob("*.tenseal")) == ["server_context.tenseal"]
+        log = (server / job_id / "log.txt").read_text()
+        assert "round 0 done with site-1, site-2" in log
+        assert (server / job_id / "cross_site_val" / "cross_val_results.json").is_file()
+    finally:
+        flr("poc", "stop", env=env)

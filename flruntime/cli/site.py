@@ -19,6 +19,8 @@ ENV_HEARTBEAT_INTERVAL = "FLRUNTIME_HEARTBEAT_INTERVAL"
 ENV_HEARTBEAT_TIMEOUT = "FLRUNTIME_HEARTBEAT_TIMEOUT"
 ENV_DISPATCH_TIMEOUT = "FLRUNTIME_DISPATCH_TIMEOUT"
 ENV_RECONNECT_MAX = "FLRUNTIME_RECONNECT_MAX"
+ENV_MAX_JOBS = "FLRUNTIME_MAX_JOBS"
+ENV_MAX_UPLOAD = "FLRUNTIME_MAX_UPLOAD_MB"
 
 
 def register(verbs: Any) -> None:
@@ -30,7 +32,8 @@ def register(verbs: Any) -> None:
         "listens for clients and admins (gRPC, mutual TLS) and runs submitted jobs; a client connects, "
         "reconnects with backoff when the server is lost, and runs the jobs deployed to it. The kit's "
         "signature is checked first. Timing: FLRUNTIME_HEARTBEAT_INTERVAL (5 s), FLRUNTIME_HEARTBEAT_TIMEOUT "
-        "(30 s), FLRUNTIME_DISPATCH_TIMEOUT (60 s), FLRUNTIME_RECONNECT_MAX (30 s). Exit 0 when stopped, "
+        "(30 s), FLRUNTIME_DISPATCH_TIMEOUT (60 s), FLRUNTIME_RECONNECT_MAX (30 s); jobs at once FLRUNTIME_MAX_JOBS (2), "
+        "the largest job upload FLRUNTIME_MAX_UPLOAD_MB (1024). Exit 0 when stopped, "
         "1 for a tampered or invalid kit, 2 for usage errors, 3 when the server refused this client.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
@@ -92,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             heartbeat_interval=_seconds(ENV_HEARTBEAT_INTERVAL, 5.0),
             heartbeat_timeout=_seconds(ENV_HEARTBEAT_TIMEOUT, 30.0),
             dispatch_timeout=_seconds(ENV_DISPATCH_TIMEOUT, 60.0),
+            max_jobs=int(_seconds(ENV_MAX_JOBS, 2)),
+            max_upload=int(_seconds(ENV_MAX_UPLOAD, 1024) * 2**20),
         )
         server = FederationServer(kit, workspace, settings)
         server.start()

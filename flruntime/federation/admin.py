@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from flruntime.errors import ConfigError, TransportError, UsageError
+from flruntime.errors import AuthError, ConfigError, TransportError, UsageError
 from flruntime.federation.archive import unzip_to, zip_folder
 from flruntime.federation.client import explain
 from flruntime.federation.jobs import JobStatus
@@ -69,16 +69,31 @@ class AdminSession:
         except grpc.RpcError as exc:
             raise self._fail(exc) from exc
         if not reply.get("ok"):
-            raise UsageError("; ".join(reply.get("errors") or ["the server refused the job"]))
+            error = "; ".join(reply.get("errors") or ["the server refused the job"])
+            raise AuthError(error) if reply.get("refused") else UsageError(error)
         return str(reply["job_id"])
 
-    def list_jobs(self, job_id: str | None = None) -> list[dict[str, Any]]:
-        """Return the server's job records (all, or one)."""
+    def command(self, command: str, **args: Any) -> dict[str, Any]:
+        """Run an admin command on the server and return its reply.
+
+        Raises:
+            AuthError: this admin's role may not run it.
+            UsageError: the server could not do it (an unknown job id, a running job to delete, ...).
+            TransportError: the server could not be reached.
+        """
+        request = control(command=command, args=args)
         try:
-            reply = self.stub.unary("ListJobs", control(job_id=job_id), self.timeout)
+            reply = json.loads(self.stub.unary("Command", request, self.timeout))
         except grpc.RpcError as exc:
             raise self._fail(exc) from exc
-        return list(json.loads(reply)["jobs"])
+        if not reply.get("ok"):
+            error = str(reply.get("error") or f"{command} failed")
+            raise AuthError(error) if reply.get("refused") else UsageError(error)
+        return dict(reply)
+
+    def list_jobs(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Return the server's job records (all, or one), oldest first."""
+        return list(self.command("list_jobs", job_id=job_id)["jobs"])
 
     def job(self, job_id: str) -> dict[str, Any]:
         """Return one job's record.
@@ -107,29 +122,74 @@ class AdminSession:
             time.sleep(poll)
 
     def abort(self, job_id: str) -> None:
-        """Abort a job.
+        """Abort a submitted or running job."""
+        self.command("abort_job", job_id=job_id)
 
-        Raises:
-            UsageError: unknown or already finished.
-        """
-        try:
-            reply = read_control(self.stub.unary("AbortJob", control(job_id=job_id), self.timeout))
-        except grpc.RpcError as exc:
-            raise self._fail(exc) from exc
-        if not reply.get("ok"):
-            raise UsageError(str(reply.get("error")))
+    def clone(self, job_id: str) -> str:
+        """Submit a copy of a job (same folder); return the new job's id."""
+        return str(self.command("clone_job", job_id=job_id)["job_id"])
+
+    def resume(self, job_id: str) -> str:
+        """Submit a job that continues a finished (e.g. aborted) one from its last saved state; return its id."""
+        return str(self.command("resume_job", job_id=job_id)["job_id"])
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job that is not running: its record, folder and results."""
+        self.command("delete_job", job_id=job_id)
+
+    def check_status(self, target: str = "server", sites: list[str] | None = None) -> dict[str, Any]:
+        """The server's status (running jobs, clients) or, for ``client``, the named clients' status."""
+        reply = self.command("check_status", target=target, sites=sites)
+        reply.pop("ok", None)
+        return reply
+
+    def list_sites(self) -> list[dict[str, Any]]:
+        """Every participant site: name, type, org, online, last_seen_s, jobs, version, resources."""
+        return list(self.command("list_sites")["sites"])
+
+    def show_errors(self, job_id: str) -> dict[str, list[str]]:
+        """Error lines of a job, by site (``server`` and each client)."""
+        return dict(self.command("show_errors", job_id=job_id)["errors"])
+
+    def show_stats(self, job_id: str) -> dict[str, Any]:
+        """A job's progress on the server and each client's system metrics (CPU, memory, GPU when present)."""
+        return dict(self.command("show_stats", job_id=job_id)["stats"])
+
+    def logs(self, job_id: str, site: str = "server", offset: int = 0) -> tuple[str, int]:
+        """A job's log on the server or a site from byte ``offset``: (text, the offset to continue from)."""
+        reply = self.command("job_logs", job_id=job_id, site=site, offset=offset)
+        return str(reply["text"]), int(reply["offset"])
+
+    def shutdown_clients(self, sites: list[str] | None = None) -> list[str]:
+        """Ask clients (all when None) to shut down; return those told (the others are offline)."""
+        return list(self.command("shutdown", target="client", sites=sites)["sites"])
+
+    def restart_clients(self, sites: list[str] | None = None) -> list[str]:
+        """Ask clients (all when None) to restart; return those told."""
+        return list(self.command("restart", target="client", sites=sites)["sites"])
 
     def download(self, job_id: str, dest: str | Path) -> Path:
-        """Download a job's server workspace into ``dest/<job_id>`` and return that folder."""
+        """Download a job's server workspace (with every site's log) into ``dest/<job_id>``; return that folder.
+
+        Raises:
+            AuthError: this admin may not download it.
+            UsageError: no such job, or no results yet.
+        """
         try:
             head, buf = assemble(iter(self.stub.stream_out("DownloadJob", control(job_id=job_id), self.timeout)))
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise UsageError(str(exc.details())) from exc
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise AuthError(str(exc.details())) from exc
             raise self._fail(exc) from exc
         if buf is None:
             raise TransportError(f"the server sent nothing for job {job_id}")
         return unzip_to(buf.data(), Path(dest) / job_id, label=f"download of job {job_id}")
 
 
-__all__ = ["AdminSession"]
+#: The Python session API: ``with flruntime.Session(kit) as s: s.wait(s.submit(job)); s.download(...)``.
+Session = AdminSession
+
+
+__all__ = ["AdminSession", "Session"]

@@ -8,14 +8,19 @@ backoff and registers again; jobs the server no longer runs (after a server rest
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
+from flruntime import __version__
 from flruntime.events.bus import EventBus
 from flruntime.federation.archive import unzip_to
 from flruntime.federation.kit import Kit
@@ -104,6 +109,7 @@ class FederationClient:
         self._done: set[str] = set()
         self._lock = threading.Lock()
         self.refusal = ""
+        self.action = ""
 
     def retry(self, what: str, call: Callable[[], T], give_up: Callable[[], bool] | None = None) -> T | None:
         """Call until it succeeds; transient failures wait with backoff; None when stopped or ``give_up()``.
@@ -130,7 +136,7 @@ class FederationClient:
         """Stay connected until :meth:`stop`; return 0, or 1 when the server refused this client."""
         try:
             while not self.stop_event.is_set():
-                reply = self.retry("register", lambda: self.stub.unary("Register", control(site=self.site), 30))
+                reply = self.retry("register", self._register)
                 if reply is None:
                     break
                 info = read_control(reply)
@@ -151,6 +157,20 @@ class FederationClient:
             self._abort_all("the client is stopping")
         return 0
 
+    def _register(self) -> bytes:
+        hello = control(site=self.site, version=__version__, resources=self.resources())
+        return self.stub.unary("Register", hello, 30)
+
+    def resources(self) -> dict[str, Any]:
+        """The site's resources for the scheduler: ``local/resources.json`` of the kit, else no GPUs."""
+        path = self.kit.root / "local" / "resources.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError) as exc:
+            log.warning("'%s': ignoring %s: %s", self.site, path, exc)
+            data = {}
+        return {"num_of_gpus": 0, **(data if isinstance(data, dict) else {})}
+
     def _heartbeats(self) -> None:
         """Send heartbeats until stopped or the server is lost (then return to register again)."""
         while not self.stop_event.is_set():
@@ -169,7 +189,21 @@ class FederationClient:
                 self._start_job(str(job["job_id"]), str(job.get("name", "")))
             for job_id in reply.get("abort", []):
                 self._abort(str(job_id), "the server no longer runs it")
+            if reply.get("action") in ("shutdown", "restart"):
+                self._act(str(reply["action"]))
+                return
             self.stop_event.wait(self.heartbeat_interval)
+
+    def _act(self, action: str) -> None:
+        """Stop this client as an admin asked: ``shutdown`` for good (the kit's restart loop ends), or ``restart``."""
+        log.warning("'%s': the server asked this client to %s", self.site, action)
+        marker = self.kit.root / ("shutdown.fl" if action == "shutdown" else "restart.fl")
+        try:
+            marker.touch()
+        except OSError as exc:  # a read-only kit (e.g. mounted from a Secret): the supervisor decides
+            log.warning("'%s': cannot write %s: %s", self.site, marker, exc)
+        self.action = action
+        self.stop_event.set()
 
     def _start_job(self, job_id: str, name: str) -> None:
         with self._lock:
@@ -288,6 +322,88 @@ class GrpcConnection:
         )
 
 
+class _Reporter(logging.Handler):
+    """Sends a job's log lines and the site's system metrics to the server while the job runs.
+
+    Lines are batched and sent every second; CPU and memory are sampled every ``FLRUNTIME_STATS_INTERVAL``
+    seconds (5); GPU utilisation and memory are added when torch sees a CUDA device.
+    """
+
+    def __init__(self, client: FederationClient, job_id: str) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.client = client
+        self.job_id = job_id
+        self.lines: list[str] = []
+        self.stats: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self.done = threading.Event()
+        self.interval = float(os.environ.get("FLRUNTIME_STATS_INTERVAL", "5") or 5)
+        self.thread = threading.Thread(target=self._loop, name=f"{client.site}:report", daemon=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("grpc", __name__)):  # never report the reporter's own transport troubles
+            return
+        line = self.format(record)
+        with self._pending_lock:
+            if len(self.lines) < 100_000:
+                self.lines.append(line)
+
+    def start(self) -> None:
+        """Attach to the root logger and start sending."""
+        logging.getLogger().addHandler(self)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Send what is left and detach."""
+        logging.getLogger().removeHandler(self)
+        self.done.set()
+        self.thread.join(timeout=30)
+
+    def _sample(self, proc: Any) -> dict[str, Any]:
+        import psutil
+
+        sample: dict[str, Any] = {
+            "time": round(time.time(), 3),
+            "cpu_percent": proc.cpu_percent(None),
+            "rss_mib": round(proc.memory_info().rss / 2**20, 1),
+            "mem_percent": psutil.virtual_memory().percent,
+        }
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            sample["gpu_mem_mib"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+            try:
+                sample["gpu_util_percent"] = torch.cuda.utilization()
+            except Exception:  # needs pynvml
+                pass
+        return sample
+
+    def _loop(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        proc.cpu_percent(None)
+        next_sample = time.monotonic()
+        while True:
+            final = self.done.wait(1.0)
+            if time.monotonic() >= next_sample or final:
+                self.stats.append(self._sample(proc))
+                next_sample = time.monotonic() + self.interval
+            with self._pending_lock:
+                lines, self.lines = self.lines, []
+            stats, self.stats = self.stats, []
+            if lines or stats:
+                request = control(job_id=self.job_id, lines=lines, stats=stats)
+                try:
+                    self.client.stub.unary("Report", request, 30)
+                except grpc.RpcError:  # the server is away: keep them for the next try
+                    with self._pending_lock:
+                        self.lines[:0] = lines
+                    self.stats[:0] = stats
+            if final:
+                return
+
+
 class _JobRunner(threading.Thread):
     """Runs one job on this site: fetch its folder, build the site's app, serve its tasks."""
 
@@ -306,6 +422,8 @@ class _JobRunner(threading.Thread):
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
         conn = GrpcConnection(self.client, self.job_id, self.abort)
+        reporter = _Reporter(self.client, self.job_id)
+        reporter.start()
         try:
             data = self.client.retry(
                 f"job {self.job_id}: fetching the job",
@@ -340,6 +458,7 @@ class _JobRunner(threading.Thread):
         except Exception:
             log.exception("job %s: '%s' failed", self.job_id, site)
         finally:
+            reporter.stop()
             self.client._finished(self.job_id)
             logging.getLogger().removeHandler(handler)
             handler.close()

@@ -1,26 +1,36 @@
-"""The server's record of submitted jobs: one folder per job under ``WORKSPACE/jobs/<id>/``.
+"""The server's job store: an SQLite database of job records plus one folder per job.
 
-``job.json`` holds the record (kept on every change), ``job/`` the submitted job folder; the job's run
-(models, results, its log) goes to ``WORKSPACE/<id>/`` as in NVFlare. Records survive a server restart: a job
-that was dispatched or running when the server stopped is marked ``FINISHED:ABORTED`` with that reason,
-submitted ones wait again.
+``WORKSPACE/jobs/jobs.db`` holds the records; ``WORKSPACE/jobs/<id>/job/`` the submitted job folder; the job's
+run (models, results, logs) goes to ``WORKSPACE/<id>/`` as in NVFlare. Records survive a server restart: a job that
+was dispatched or running when the server stopped is marked ``FINISHED:ABORTED`` with that reason (it can be cloned,
+or resumed from its last saved global model), submitted ones wait again.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import shutil
+import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 JOBS = "jobs"
-RECORD = "job.json"
+DATABASE = "jobs.db"
 FOLDER = "job"
+STOPPED_WHILE_RUNNING = "the server stopped while the job ran"
+SITES = "sites"
+SITE_LOG = "log.txt"
+SITE_STATS = "stats.jsonl"
+
+
+def site_dir(workspace: Path, job_id: str, site: str) -> Path:
+    """Where the server keeps what a site reported of a job (its log lines, its system metrics)."""
+    return workspace / job_id / SITES / site
 
 
 class JobStatus(StrEnum):
@@ -47,25 +57,31 @@ class JobRecord:
         job_id: its id.
         name: the job's name (meta.json ``name`` or its folder's).
         submitter: who submitted it (an admin's name).
+        submitter_org: the submitter's organisation (org admins and leads manage their org's jobs).
         submit_time: when (seconds since the epoch).
         status: its status.
-        sites: the client sites it was deployed to.
+        sites: the client sites it is deployed to.
         start_time: when it started running (epoch seconds), or None.
         end_time: when it finished, or None.
         error: why it failed, if it did.
         rounds: rounds completed (from the server's round events).
+        origin: the job it was cloned or resumed from, if any.
+        resume: True when it continues ``origin``'s run from its last saved state.
     """
 
     job_id: str
     name: str
     submitter: str
     submit_time: float
+    submitter_org: str = ""
     status: JobStatus = JobStatus.SUBMITTED
     sites: list[str] = field(default_factory=list)
     start_time: float | None = None
     end_time: float | None = None
     error: str = ""
     rounds: int = 0
+    origin: str = ""
+    resume: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -78,9 +94,17 @@ class JobRecord:
         """The record as JSON-compatible data (with ``duration``)."""
         return {**asdict(self), "status": str(self.status), "duration": self.duration}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
+        """Rebuild a record from :meth:`as_dict`'s output (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["status"] = JobStatus(values.get("status", JobStatus.SUBMITTED))
+        return cls(**values)
+
 
 class JobStore:
-    """Job records and folders in a workspace.
+    """Job records (SQLite) and folders in a server's workspace.
 
     Args:
         workspace: the server's workspace.
@@ -90,20 +114,20 @@ class JobStore:
         self.root = workspace / JOBS
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._records: dict[str, JobRecord] = {}
-        for path in sorted(self.root.glob(f"*/{RECORD}")):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                data.pop("duration", None)
-                rec = JobRecord(**{**data, "status": JobStatus(data["status"])})
-            except (OSError, ValueError, TypeError, KeyError):
-                continue
+        self._db = sqlite3.connect(self.root / DATABASE, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, name TEXT, submitter TEXT, submit_time REAL, "
+            "status TEXT, record TEXT NOT NULL)"
+        )
+        for rec in self.all():
             if rec.status in (JobStatus.DISPATCHED, JobStatus.RUNNING):
-                rec.status = JobStatus.ABORTED
-                rec.error = "the server stopped while the job ran"
-                rec.end_time = rec.end_time or time.time()
-                self._save(rec)
-            self._records[rec.job_id] = rec
+                self.update(rec, status=JobStatus.ABORTED, error=STOPPED_WHILE_RUNNING, end_time=time.time())
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
 
     def folder(self, job_id: str) -> Path:
         """The submitted job folder of ``job_id``."""
@@ -113,36 +137,52 @@ class JobStore:
         """Return a fresh job id."""
         return str(uuid.uuid4())
 
+    def _put(self, rec: JobRecord) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+            (rec.job_id, rec.name, rec.submitter, rec.submit_time, str(rec.status), json.dumps(rec.as_dict())),
+        )
+
     def add(self, rec: JobRecord) -> None:
         """Store a new record."""
         with self._lock:
-            self._records[rec.job_id] = rec
-            self._save(rec)
+            self._put(rec)
 
     def update(self, rec: JobRecord, **changes: Any) -> None:
-        """Change fields of a record and keep it."""
+        """Change fields of a record and store it."""
         with self._lock:
             for key, value in changes.items():
                 setattr(rec, key, value)
-            self._save(rec)
+            self._put(rec)
 
     def get(self, job_id: str) -> JobRecord | None:
         """Return a record by id (None when unknown)."""
         with self._lock:
-            return self._records.get(job_id)
+            row = self._db.execute("SELECT record FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobRecord.from_dict(json.loads(row[0])) if row else None
 
     def all(self) -> list[JobRecord]:
         """Every record, oldest first."""
         with self._lock:
-            return sorted(self._records.values(), key=lambda r: r.submit_time)
+            rows = self._db.execute("SELECT record FROM jobs ORDER BY submit_time").fetchall()
+        return [JobRecord.from_dict(json.loads(r[0])) for r in rows]
 
-    def next_submitted(self) -> JobRecord | None:
-        """The oldest job still waiting to run."""
-        return next((r for r in self.all() if r.status == JobStatus.SUBMITTED), None)
+    def submitted(self) -> list[JobRecord]:
+        """The jobs waiting to run, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record FROM jobs WHERE status = ? ORDER BY submit_time", (str(JobStatus.SUBMITTED),)
+            ).fetchall()
+        return [JobRecord.from_dict(json.loads(r[0])) for r in rows]
 
-    def _save(self, rec: JobRecord) -> None:
-        path = self.root / rec.job_id / RECORD
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec.as_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+    def delete(self, job_id: str, run_dir: Path | None = None) -> None:
+        """Remove a record, its job folder and (when given) its run folder."""
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+    def copy_folder(self, source: str, target: str) -> None:
+        """Give job ``target`` a copy of job ``source``'s folder."""
+        shutil.copytree(self.folder(source), self.folder(target))

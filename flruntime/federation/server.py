@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -25,9 +26,12 @@ import grpc
 from flruntime.errors import ConfigError, UsageError
 from flruntime.events.bus import Event, EventBus
 from flruntime.events.types import EventType
-from flruntime.federation.archive import unzip_to, zip_folder
-from flruntime.federation.jobs import JobRecord, JobStatus, JobStore
+from flruntime.federation.archive import zip_folder
+from flruntime.federation.commands import AdminCommands
+from flruntime.federation.jobs import SITE_LOG, SITE_STATS, JobRecord, JobStatus, JobStore, site_dir
 from flruntime.federation.kit import Kit, Member
+from flruntime.federation.policy import AUDIT_FILE, AuditLog
+from flruntime.federation.scheduling import GPUS, blocked_by_resources, custom_modules
 from flruntime.runtime.communicator import Communicator, Shutdown
 from flruntime.runtime.context import ServerContext
 from flruntime.runtime.lifecycle import preflight_components
@@ -35,7 +39,7 @@ from flruntime.runtime.messages import TaskResult
 from flruntime.runtime.server import ServerEngine
 from flruntime.transport.codec import CodecError
 from flruntime.transport.grpc_link import OPTIONS, generic_handler, identity, server_credentials
-from flruntime.transport.streaming import assemble, control, iter_bytes, iter_message, read_control
+from flruntime.transport.streaming import as_dict, assemble, control, iter_bytes, iter_message, read_control
 from flruntime.validation import build_job_site, validate_job
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class Settings:
         heartbeat_timeout: a client silent this long is considered gone.
         dispatch_timeout: how long a job waits for its clients to come online and join.
         max_upload: the largest job archive an admin may submit (bytes).
+        max_jobs: jobs that may run at the same time (when their clients, resources and code allow).
         max_concurrent_uploads: task results received at the same time (each is held whole until it is
             aggregated, so this bounds the server's memory at about this many models beyond its own).
     """
@@ -62,6 +67,7 @@ class Settings:
     dispatch_timeout: float = 60.0
     max_upload: int = MAX_UPLOAD
     max_concurrent_uploads: int = 1
+    max_jobs: int = 2
 
 
 @dataclass
@@ -70,6 +76,11 @@ class _Site:
     peer: str
     last_seen: float
     online: bool = True
+    org: str = ""
+    version: str = ""
+    resources: dict[str, Any] = field(default_factory=dict)
+    jobs: list[str] = field(default_factory=list)
+    action: str = ""  # "shutdown" or "restart", told with the next heartbeat
 
 
 @dataclass
@@ -82,6 +93,8 @@ class _Run:
     abort: threading.Event
     joined: set[str] = field(default_factory=set)
     engine: ServerEngine | None = None
+    modules: set[str] = field(default_factory=set)
+    gpus: dict[str, int] = field(default_factory=dict)
 
 
 class _Refused(Exception):
@@ -104,6 +117,9 @@ class FederationServer:
         self.workspace = workspace or kit.root
         self.settings = settings or Settings()
         self.store = JobStore(self.workspace)
+        self.audit = AuditLog(self.workspace / AUDIT_FILE)
+        self.commands = AdminCommands(self)
+        self.started = time.monotonic()
         self._lock = threading.Condition()
         self._sites: dict[str, _Site] = {}
         self._runs: dict[str, _Run] = {}
@@ -142,7 +158,7 @@ class FederationServer:
         )
 
     def stop(self, grace: float = 5.0) -> None:
-        """Abort running jobs and stop listening."""
+        """Abort running jobs, stop listening and close the job store."""
         self._stop.set()
         with self._lock:
             runs = list(self._runs.values())
@@ -156,6 +172,7 @@ class FederationServer:
             self._grpc.stop(grace).wait()
         for thread in self._threads:
             thread.join(timeout=grace + 30)
+        self.store.close()
         log.info("server '%s' stopped", self.kit.name)
 
     def wait(self, stop: threading.Event) -> None:
@@ -186,6 +203,14 @@ class FederationServer:
                 ident.peer,
                 f"'{ident.name}' is a {member.type}; {call} is for {' or '.join(types)}s",
             )
+        if member.type == "admin" and ident.role != member.role:
+            self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                call,
+                ident.peer,
+                f"'{ident.name}' presented role '{ident.role}', the project has '{member.role}'",
+            )
         if member.org and ident.org != member.org:
             self._refuse(
                 context,
@@ -206,9 +231,13 @@ class FederationServer:
     def register(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         """A client announces itself."""
         who = self._who(context, "Register", "client")
+        req = read_control(request)
+        resources = as_dict(req.get("resources"))
         with self._lock:
             before = self._sites.get(who.name)
-            self._sites[who.name] = _Site(who.name, context.peer(), time.monotonic())
+            self._sites[who.name] = _Site(
+                who.name, context.peer(), time.monotonic(), True, who.org, str(req.get("version", "")), resources
+            )
             self._lock.notify_all()
         again = " again" if before is not None else ""
         log.info("client '%s' (org %s) registered%s from %s", who.name, who.org, again, context.peer())
@@ -234,6 +263,9 @@ class FederationServer:
         self._seen(who.name, context)
         running = set(read_control(request).get("jobs", []))
         with self._lock:
+            entry = self._sites[who.name]
+            entry.jobs = sorted(running)
+            action, entry.action = entry.action, ""
             for jid in running:  # back after being considered gone: its job engine takes tasks again
                 run = self._runs.get(jid)
                 if run is not None and who.name in run.rec.sites and who.name not in run.joined and run.engine:
@@ -247,7 +279,9 @@ class FederationServer:
             }
         deploy = [{"job_id": jid, "name": name} for jid, name in wanted.items() if jid not in running]
         abort = sorted(running - wanted.keys())
-        return control(deploy=deploy, abort=abort, heartbeat_interval=self.settings.heartbeat_interval)
+        if action:
+            log.info("client '%s': told to %s", who.name, action)
+        return control(deploy=deploy, abort=abort, heartbeat_interval=self.settings.heartbeat_interval, action=action)
 
     def _run_for(self, context: grpc.ServicerContext, job_id: Any) -> _Run | None:
         with self._lock:
@@ -341,106 +375,175 @@ class FederationServer:
             run.comm.deliver_event(who.name, str(req.get("name", "")), dict(req.get("data") or {}))
         return control(ok=run is not None)
 
+    def report(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A client's log lines and system metrics for a job, kept in ``WORKSPACE/<job>/sites/<site>/``."""
+        who = self._who(context, "Report", "client")
+        req = read_control(request)
+        job_id = str(req.get("job_id", ""))
+        run_dir = self.workspace / job_id
+        if not job_id or "/" in job_id or job_id.startswith(".") or not run_dir.is_dir():
+            return control(ok=False)
+        folder = site_dir(self.workspace, job_id, who.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = [str(line) for line in req.get("lines", [])]
+        if lines:
+            with (folder / SITE_LOG).open("a", encoding="utf-8") as f:
+                f.write("".join(line if line.endswith("\n") else line + "\n" for line in lines))
+        stats = [s for s in req.get("stats", []) if isinstance(s, dict)]
+        if stats:
+            with (folder / SITE_STATS).open("a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(s) + "\n" for s in stats))
+        return control(ok=True)
+
     # --- admins --------------------------------------------------------------------------------------
+
+    def _admin(self, context: grpc.ServicerContext, call: str) -> Member:
+        return self._who(context, call, "admin")
 
     def submit_job(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """Store an uploaded job folder (a zip stream), check it, and queue it."""
-        who = self._who(context, "SubmitJob", "admin")
-        try:
-            head, buf = assemble(request_iterator, limit=self.settings.max_upload)
-            data = buf.data() if buf is not None else b""
-        except CodecError as exc:
-            return control(ok=False, errors=[f"upload refused: {exc}"])
-        job_id = self.store.new_id()
-        folder = self.store.folder(job_id)
-        try:
-            unzip_to(data, folder, label=f"job upload from {who.name}")
-            report = validate_job(folder, job_id=job_id)
-            if report.errors:
-                raise ConfigError(report.errors)
-        except (UsageError, ConfigError) as exc:
-            import shutil
+        return self.commands.submit(self._admin(context, "SubmitJob"), request_iterator)
 
-            shutil.rmtree(folder.parent, ignore_errors=True)
-            log.warning("refused a job from %s: %s", who.name, exc)
-            return control(ok=False, errors=str(exc).splitlines())
-        sites = self._sites_of(report.job.client_sites(), report.job.deploy_map)
-        rec = JobRecord(job_id, str(head.get("name") or report.job.name), who.name, time.time(), sites=sites)
-        self.store.add(rec)
-        log.info("job %s (%s) submitted by %s for %s", job_id, rec.name, who.name, ", ".join(sites))
-        with self._lock:
-            self._lock.notify_all()
-        return control(ok=True, job_id=job_id)
+    def command(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Run an admin command (JSON ``{"command": ..., "args": {...}}``): authorised, audited, JSON reply."""
+        return self.commands.run(self._admin(context, "Command"), request)
 
-    def _sites_of(self, named: list[str], deploy_map: dict[str, list[str]]) -> list[str]:
+    def download_job(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Stream a job's server workspace (models, results, every site's log) as a zip."""
+        who = self._admin(context, "DownloadJob")
+        data, error = self.commands.download(who, read_control(request))
+        if error:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND if error.startswith("no job") else grpc.StatusCode.PERMISSION_DENIED, error
+            )
+        yield from iter_bytes(data)
+
+    def sites_of(self, named: list[str], deploy_map: dict[str, list[str]]) -> list[str]:
+        """The client sites a job's deploy map names (``@ALL``: every client of the project)."""
         every = any(s.upper() == "@ALL" for sites in deploy_map.values() for s in sites)
         clients = [m.name for m in self.kit.members.values() if m.type == "client"]
         return clients if every else [s for s in named if s in clients] or named
 
-    def list_jobs(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        """Return the job records (all, or one by ``job_id``)."""
-        self._who(context, "ListJobs", "admin")
-        job_id = read_control(request).get("job_id")
-        recs = [r for r in self.store.all() if job_id in (None, r.job_id)]
-        return json.dumps({"jobs": [r.as_dict() for r in recs]}).encode()
-
-    def abort_job(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        """Abort a submitted or running job."""
-        who = self._who(context, "AbortJob", "admin")
-        job_id = str(read_control(request).get("job_id"))
-        rec = self.store.get(job_id)
-        if rec is None:
-            return control(ok=False, error=f"no job with id {job_id}")
-        if rec.status.finished:
-            return control(ok=False, error=f"job {job_id} already {rec.status}")
-        log.info("job %s: abort requested by %s", job_id, who.name)
+    def abort(self, job_id: str) -> bool:
+        """Abort a dispatched or running job; False when it is not running."""
         with self._lock:
             run = self._runs.get(job_id)
-        if run is None:
-            self.store.update(rec, status=JobStatus.ABORTED, end_time=time.time(), error=f"aborted by {who.name}")
-        else:
+            if run is None:
+                return False
             run.abort.set()
             if run.engine is not None:
                 run.engine.abort()
-            with self._lock:
-                self._lock.notify_all()
-        return control(ok=True)
+            self._lock.notify_all()
+        return True
 
-    def download_job(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        """Stream a job's server workspace (models, results, log) as a zip."""
-        self._who(context, "DownloadJob", "admin")
-        job_id = str(read_control(request).get("job_id"))
-        rec = self.store.get(job_id)
-        if rec is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no job with id {job_id}")
-        assert rec is not None
-        run_dir = self.workspace / job_id
-        if not run_dir.is_dir():
-            context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id} has no results yet (status {rec.status})")
-        yield from iter_bytes(zip_folder(run_dir), job_id=job_id)
+    def snapshot(self) -> dict[str, Any]:
+        """The server's view of its sites and running jobs (for check_status and list_sites)."""
+        now = time.monotonic()
+        with self._lock:
+            sites = {
+                name: {
+                    "name": name,
+                    "org": e.org,
+                    "online": e.online,
+                    "last_seen_s": round(now - e.last_seen, 1),
+                    "jobs": list(e.jobs),
+                    "version": e.version,
+                    "resources": dict(e.resources),
+                }
+                for name, e in self._sites.items()
+            }
+            running = [
+                {"job_id": jid, "name": r.rec.name, "status": str(r.rec.status), "rounds": r.rec.rounds}
+                for jid, r in self._runs.items()
+            ]
+        return {"sites": sites, "running": running, "uptime_s": round(now - self.started, 1)}
+
+    def wake(self) -> None:
+        """Wake the job loop (a job was submitted)."""
+        with self._lock:
+            self._lock.notify_all()
+
+    def tell(self, sites: list[str], action: str) -> list[str]:
+        """Ask clients to shut down or restart with their next heartbeat; return those that will be told."""
+        told = []
+        with self._lock:
+            for site in sites:
+                entry = self._sites.get(site)
+                if entry is not None and entry.online:
+                    entry.action = action
+                    told.append(site)
+        return told
 
     # --- jobs ---------------------------------------------------------------------------------------
 
     def _job_loop(self) -> None:
+        """Start queued jobs, oldest first, as soon as each can run (several at once when allowed)."""
+        waiting: dict[str, str] = {}
         while not self._stop.is_set():
-            rec = self.store.next_submitted()
-            if rec is None:
+            for rec in self.store.submitted():
                 with self._lock:
-                    self._lock.wait(1.0)
-                continue
-            try:
-                self._run_job(rec)
-            except Exception as exc:  # a bug in the job runner must not stop the server
-                log.exception("job %s: the server failed to run it", rec.job_id)
-                self.store.update(
-                    rec,
-                    status=JobStatus.EXECUTION_EXCEPTION,
-                    end_time=time.time(),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
+                    if rec.job_id in self._runs:
+                        continue
+                    if len(self._runs) >= self.settings.max_jobs:
+                        break
+                why = self._blocked(rec)
+                if why:
+                    if waiting.get(rec.job_id) != why:
+                        log.info("job %s (%s) waits: %s", rec.job_id, rec.name, why)
+                        waiting[rec.job_id] = why
+                    continue
+                waiting.pop(rec.job_id, None)
+                self._launch(rec)
+            with self._lock:
+                self._lock.wait(1.0)
 
-    def _online(self, sites: list[str]) -> list[str]:
-        return [s for s in sites if (e := self._sites.get(s)) is not None and e.online]
+    def _blocked(self, rec: JobRecord) -> str:
+        """Why ``rec`` cannot start now ("" when it can)."""
+        folder = self.store.folder(rec.job_id)
+        try:
+            meta = validate_job(folder, job_id=rec.job_id).job.meta_data
+        except Exception as exc:  # a job folder gone bad on disk
+            return f"its folder cannot be read ({exc})"
+        need = int(meta.get("min_clients") or len(rec.sites))
+        mandatory = [str(m) for m in meta.get("mandatory_clients") or []]
+        modules = custom_modules(folder)
+        with self._lock:
+            online = [s for s in rec.sites if (e := self._sites.get(s)) is not None and e.online]
+            resources = {s: self._sites[s].resources for s in online}
+            used: dict[str, int] = {}
+            clash: set[str] = set()
+            for run in self._runs.values():
+                clash |= modules & run.modules
+                for site, want in run.gpus.items():
+                    used[site] = used.get(site, 0) + want
+        if len(online) < need:
+            return f"{len(online)} of the {need} clients it needs are online"
+        missing = [m for m in mandatory if m not in online]
+        if missing:
+            return f"mandatory client(s) {', '.join(missing)} not online"
+        spec = as_dict(meta.get("resource_spec"))
+        why = blocked_by_resources(spec, online, resources, used)
+        if why:
+            return why
+        if clash:
+            return f"a running job's custom code has the same module(s) {', '.join(sorted(clash))}"
+        return ""
+
+    def _launch(self, rec: JobRecord) -> None:
+        folder = self.store.folder(rec.job_id)
+        meta = validate_job(folder, job_id=rec.job_id).job.meta_data
+        spec = as_dict(meta.get("resource_spec"))
+        gpus = {s: int(v.get(GPUS, 0) or 0) for s, v in spec.items() if isinstance(v, dict)}
+        run = _Run(
+            rec, Communicator(), zip_folder(folder), threading.Event(), modules=custom_modules(folder), gpus=gpus
+        )
+        with self._lock:
+            self._runs[rec.job_id] = run
+        self.store.update(rec, status=JobStatus.DISPATCHED)
+        thread = threading.Thread(
+            target=self._run_job, args=(run, meta), name=f"server:job-{rec.job_id[:8]}", daemon=True
+        )
+        thread.start()
 
     def _wait_for(self, run: _Run, what: str, need: int, pool: Any) -> bool:
         """Wait (up to the dispatch timeout) until ``pool()`` holds all sites, or at least ``need`` at the end."""
@@ -461,46 +564,50 @@ class FederationServer:
                 self._lock.wait(min(1.0, max(deadline - time.monotonic(), 0.01)))
         return False
 
-    def _run_job(self, rec: JobRecord) -> None:
-        folder = self.store.folder(rec.job_id)
+    def _run_job(self, run: _Run, meta: dict[str, Any]) -> None:
+        rec = run.rec
         run_dir = self.workspace / rec.job_id
+        if rec.resume and rec.origin and (self.workspace / rec.origin).is_dir() and not run_dir.exists():
+            shutil.copytree(self.workspace / rec.origin, run_dir, ignore=shutil.ignore_patterns("sites", "log.txt"))
         run_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
         try:
-            self._dispatch_and_run(rec, folder, run_dir)
+            self._dispatch_and_run(run, meta, run_dir)
+        except Exception as exc:  # a bug in the job runner must not stop the server
+            log.exception("job %s: the server failed to run it", rec.job_id)
+            self.store.update(
+                rec, status=JobStatus.EXECUTION_EXCEPTION, end_time=time.time(), error=f"{type(exc).__name__}: {exc}"
+            )
         finally:
+            run.comm.shutdown()
+            with self._lock:
+                self._runs.pop(rec.job_id, None)
+                self._lock.notify_all()
             logging.getLogger().removeHandler(handler)
             handler.close()
 
-    def _dispatch_and_run(self, rec: JobRecord, folder: Path, run_dir: Path) -> None:
-        meta = validate_job(folder, job_id=rec.job_id).job.meta_data
+    def _dispatch_and_run(self, run: _Run, meta: dict[str, Any], run_dir: Path) -> None:
+        rec, comm = run.rec, run.comm
+        folder = self.store.folder(rec.job_id)
         need = int(meta.get("min_clients") or len(rec.sites))
-        comm = Communicator()
-        run = _Run(rec, comm, zip_folder(folder), threading.Event())
-        with self._lock:
-            self._runs[rec.job_id] = run
         try:
-            self.store.update(rec, status=JobStatus.DISPATCHED)
-            log.info("job %s (%s): waiting for %d of %s", rec.job_id, rec.name, need, ", ".join(rec.sites))
-            ready = self._wait_for(run, "came online", need, lambda: self._online(rec.sites))
-            graph = ctx = None
-            if ready:
-                graph = build_job_site(folder, "server", job_id=rec.job_id, workspace=str(run_dir))
-                bus = EventBus("server")
-                bus.subscribe(
-                    EventType.ROUND_STARTED,
-                    lambda e: log.info("job %s: round %s started", rec.job_id, e.data.get("round")),
-                )
-                bus.subscribe(EventType.ROUND_DONE, lambda e: self._round_done(rec, e))
-                ctx = ServerContext(rec.job_id, "server", run_dir, graph.app_dir, bus, abort=run.abort)
-                preflight_components(graph.objects(), ctx)
-                ready = self._wait_for(run, "joined the job", need, lambda: sorted(run.joined))
+            log.info("job %s (%s): dispatching to %s", rec.job_id, rec.name, ", ".join(rec.sites))
+            graph = build_job_site(folder, "server", job_id=rec.job_id, workspace=str(run_dir))
+            bus = EventBus("server")
+            bus.subscribe(
+                EventType.ROUND_STARTED,
+                lambda e: log.info("job %s: round %s started", rec.job_id, e.data.get("round")),
+            )
+            bus.subscribe(EventType.ROUND_DONE, lambda e: self._round_done(rec, e))
+            ctx = ServerContext(rec.job_id, "server", run_dir, graph.app_dir, bus, abort=run.abort, resume=rec.resume)
+            preflight_components(graph.objects(), ctx)
+            ready = self._wait_for(run, "joined the job", need, lambda: sorted(run.joined))
             if run.abort.is_set():
                 self.store.update(rec, status=JobStatus.ABORTED, end_time=time.time(), error=rec.error or "aborted")
                 return
-            if not ready or graph is None or ctx is None:
+            if not ready:
                 log.error("job %s: %s", rec.job_id, rec.error)
                 self.store.update(rec, status=JobStatus.EXECUTION_EXCEPTION, end_time=time.time())
                 return
@@ -513,11 +620,6 @@ class FederationServer:
         except (ConfigError, UsageError) as exc:
             log.error("job %s: %s", rec.job_id, exc)
             self.store.update(rec, status=JobStatus.EXECUTION_EXCEPTION, end_time=time.time(), error=str(exc))
-        finally:
-            comm.shutdown()
-            with self._lock:
-                self._runs.pop(rec.job_id, None)
-                self._lock.notify_all()
 
     def _round_done(self, rec: JobRecord, event: Event) -> None:
         self.store.update(rec, rounds=rec.rounds + 1)

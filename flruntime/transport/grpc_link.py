@@ -26,9 +26,9 @@ METHODS: dict[str, str] = {
     "Pull": "us",
     "Submit": "su",
     "Event": "uu",
+    "Report": "uu",
     "SubmitJob": "su",
-    "ListJobs": "uu",
-    "AbortJob": "uu",
+    "Command": "uu",
     "DownloadJob": "us",
 }
 

@@ -42,6 +42,11 @@ def read_control(data: bytes) -> dict[str, Any]:
     return value
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a dict (a JSON object from a peer), else an empty dict."""
+    return value if isinstance(value, dict) else {}
+
+
 def iter_chunks(prefix: bytes, parts: Iterable[memoryview], chunk: int = CHUNK) -> Iterator[bytes]:
     """Yield the concatenation of ``prefix`` and ``parts`` in chunks of at most ``chunk`` bytes."""
     pending = bytearray()
@@ -162,6 +167,7 @@ __all__ = [
     "CHUNK",
     "MAX_MESSAGE",
     "Assembler",
+    "as_dict",
     "assemble",
     "control",
     "iter_bytes",
