@@ -34,8 +34,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def project_doc(name: str, port: int, clients: list[str], admin: str = "admin@acme.org") -> dict[str, Any]:
-    """A project file with one server on localhost, the clients and a project admin."""
+def project_doc(
+    name: str,
+    port: int,
+    clients: list[str],
+    admin: str = "admin@acme.org",
+    others: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A project file with one server on localhost, the clients (org acme, or ``name@org``) and a project admin.
+
+    Args:
+        name: the project.
+        port: the server's port (the admin port is the next one).
+        clients: client names; ``site-3@clinic`` puts site-3 in org clinic.
+        admin: the project admin's name.
+        others: more participants (e.g. admins with other roles).
+    """
     return {
         "api_version": 3,
         "name": name,
@@ -49,31 +63,45 @@ def project_doc(name: str, port: int, clients: list[str], admin: str = "admin@ac
                 "fed_learn_port": port,
                 "admin_port": port + 1 if port < 65535 else port,
             },
-            *({"name": c, "type": "client", "org": "acme"} for c in clients),
+            *(
+                {"name": c.split("@")[0], "type": "client", "org": c.split("@")[1] if "@" in c else "acme"}
+                for c in clients
+            ),
             {"name": admin, "type": "admin", "org": "acme", "role": "project_admin"},
+            *(others or []),
         ],
         "builders": [{"path": "CertBuilder"}, {"path": "SignatureBuilder"}],
     }
 
 
-def provision_project(root: Path, name: str, port: int, clients: list[str]) -> Path:
+def provision_project(
+    root: Path, name: str, port: int, clients: list[str], others: list[dict[str, str]] | None = None
+) -> Path:
     """Provision a project under ``root`` and return its ``prod_00`` folder."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{name}.yml"
-    path.write_text(yaml.safe_dump(project_doc(name, port, clients)))
+    path.write_text(yaml.safe_dump(project_doc(name, port, clients, others=others)))
     return provision(load_project(path), root / "ws").prod_dir
 
 
 class Federation:
     """Server and client processes of one provisioned project."""
 
-    def __init__(self, root: Path, clients: list[str], name: str = "proj") -> None:
+    def __init__(
+        self,
+        root: Path,
+        clients: list[str],
+        name: str = "proj",
+        others: list[dict[str, str]] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.root = root
         port = free_port()
         while free_port() == port + 1:  # the admin port must be free too
             port = free_port()
         self.port = port
-        self.prod = provision_project(root, name, port, clients)
+        self.env = {**FAST_ENV, **(env or {})}
+        self.prod = provision_project(root, name, port, clients, others)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
 
@@ -90,7 +118,7 @@ class Federation:
             [sys.executable, "-m", "flruntime", "site", "start", "--kit", str(self.kit(name))],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **FAST_ENV},
+            env={**os.environ, **self.env},
         )
         out.close()
         self.procs[name] = proc

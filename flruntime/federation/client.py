@@ -369,13 +369,13 @@ class _Reporter(logging.Handler):
             "rss_mib": round(proc.memory_info().rss / 2**20, 1),
             "mem_percent": psutil.virtual_memory().percent,
         }
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            sample["gpu_mem_mib"] = round(torch.cuda.memory_allocated() / 2**20, 1)
-            try:
-                sample["gpu_util_percent"] = torch.cuda.utilization()
-            except Exception:  # needs pynvml
-                pass
+        torch = sys.modules.get("torch")  # only when the job imported it (maybe still importing it)
+        try:
+            if torch is not None and torch.cuda.is_available():
+                sample["gpu_mem_mib"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+                sample["gpu_util_percent"] = torch.cuda.utilization()  # needs pynvml
+        except Exception:  # a partly imported torch, or no pynvml: what was read is kept
+            pass
         return sample
 
     def _loop(self) -> None:
