@@ -182,3 +182,20 @@ class FedAvgRecipe:
         return simulate(
             root, n_clients=n_clients or self.min_clients, workspace=workspace, threads=threads, progress=progress
         )
+
+    def execute(self, env: Any, job_dir: str | Path | None = None) -> Any:
+        """Export the job and run it in ``env``: the simulator, or a running federation through an admin's kit.
+
+        ``env`` is a :class:`~flruntime.environments.SimEnv` or a :class:`~flruntime.environments.ProdEnv`.
+
+        Args:
+            env: where to run.
+            job_dir: where to export the job folder (default: a new temporary folder).
+
+        Returns:
+            A :class:`~flruntime.environments.Run`: ``get_status()``, ``get_result()`` (the results folder).
+        """
+        from flruntime.environments import export_dir
+
+        root = self.export(job_dir or export_dir(self.name))
+        return env.deploy(root, self.min_clients)

@@ -127,3 +127,18 @@ def test_an_he_job_runs_in_a_poc_with_the_provisioned_contexts(tmp_path: Path):
         assert (server / job_id / "cross_site_val" / "cross_val_results.json").is_file()
     finally:
         flr("poc", "stop", env=env)
+
+
+def test_job_logs_follow_prints_a_sites_log_until_the_job_ends(poc, tmp_path: Path):
+    server_log = tmp_path / "poc" / "example_project" / "prod_00" / "server" / "log.txt"
+    _wait_for(r"client 'site-2' \(org \S+\) registered", server_log)
+    _wait_for(r"client 'site-1' \(org \S+\) registered", server_log)
+    out = flr("job", "submit", "-j", str(np_job(tmp_path / "j", ["site-1", "site-2"], rounds=3, sleep=0.5)), env=poc)
+    job_id = out.stdout.split()[-1]
+    out = flr("job", "logs", job_id, "--site", "site-2", "--follow", env=poc)
+    assert out.returncode == 0, out.stderr
+    assert [line.split(": ", 1)[1] for line in out.stdout.splitlines() if "np_trainer" in line] == [
+        f"site-2: round {r}: training (adding 1)" for r in range(3)
+    ]
+    out = flr("job", "logs", job_id, env=poc)
+    assert f"job {job_id}: round 2 done with site-1, site-2" in out.stdout

@@ -95,3 +95,35 @@ def test_recipe_refuses_a_model_defined_elsewhere(tmp_path, code):
         FedAvgRecipe("x", 1, 1, torch.nn.Linear(2, 1), code / "train.py").export(tmp_path / "job")
     with pytest.raises(UsageError, match="train_script '.*nope.py' does not exist"):
         FedAvgRecipe("x", 1, 1, "tiny_net.TinyNet", code / "nope.py").export(tmp_path / "job")
+
+
+def test_recipe_execute_in_the_simulator_and_in_a_federation(tmp_path, code):
+    import torch
+    from tiny_net import TinyNet
+
+    from flruntime.environments import ProdEnv, SimEnv
+    from tests.fedkit import Federation
+
+    torch.manual_seed(0)
+    net = TinyNet()
+    initial = {k: v.clone() for k, v in net.state_dict().items()}
+    recipe = FedAvgRecipe("tiny", min_clients=2, num_rounds=2, initial_model=net, train_script=code / "train.py")
+    sim = recipe.execute(SimEnv(workspace=tmp_path / "sim"), job_dir=tmp_path / "sim_job")
+    assert sim.get_status() == "FINISHED:COMPLETED"
+    sim_model = torch.load(sim.get_result() / "FL_global_model.pt", weights_only=True)["model"]
+
+    fed = Federation(tmp_path / "fed", ["site-1", "site-2"])
+    try:
+        for name in ("server", "site-1", "site-2"):
+            fed.start(name)
+        fed.wait_log("server", r"listening on port")
+        run = recipe.execute(ProdEnv(fed.kit("admin@acme.org"), download_dir=tmp_path / "results"))
+        result = run.get_result(timeout=300)
+        assert run.get_status() == "FINISHED:COMPLETED"
+        assert result == tmp_path / "results" / run.job_id
+        prod_model = torch.load(result / "FL_global_model.pt", weights_only=True)["model"]
+    finally:
+        fed.stop_all()
+    for name, value in initial.items():  # each round adds 1.0 (the script's default step), both ways
+        torch.testing.assert_close(sim_model[name], value + 2.0)
+        torch.testing.assert_close(prod_model[name], value + 2.0)

@@ -78,6 +78,13 @@ def _register_remote(sub: Any) -> None:
     _kit_option(ab)
     ab.set_defaults(func=_abort)
 
+    lg = sub.add_parser("logs", help="print a job's log on the server or a site")
+    lg.add_argument("job_id", metavar="JOB_ID")
+    lg.add_argument("--site", default="server", help="server (default) or a client's name")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job finished")
+    _kit_option(lg)
+    lg.set_defaults(func=_logs)
+
     dl = sub.add_parser("download", help="download a job's server workspace (models, results, log)")
     dl.add_argument("job_id", metavar="JOB_ID")
     dl.add_argument("-o", "--output", default=None, metavar="DIR", help="where (default: the kit's transfer/)")
@@ -146,6 +153,25 @@ def _abort(args: argparse.Namespace) -> int:
     with _session(args) as session:
         session.abort(args.job_id)
     print(f"abort of job {args.job_id} requested")
+    return int(ExitCode.OK)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    offset = 0
+    with _session(args) as session:
+        while True:
+            text, offset = session.logs(args.job_id, args.site, offset)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            if not args.follow:
+                break
+            if not text:
+                if session.job(args.job_id)["status"].startswith("FINISHED:"):
+                    break
+                time.sleep(1.0)
     return int(ExitCode.OK)
 
 
