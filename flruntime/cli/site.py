@@ -32,8 +32,8 @@ def register(verbs: Any) -> None:
         "listens for clients and admins (gRPC, mutual TLS) and runs submitted jobs; a client connects, "
         "reconnects with backoff when the server is lost, and runs the jobs deployed to it. The kit's "
         "signature is checked first. Timing: FLRUNTIME_HEARTBEAT_INTERVAL (5 s), FLRUNTIME_HEARTBEAT_TIMEOUT "
-        "(30 s), FLRUNTIME_DISPATCH_TIMEOUT (60 s), FLRUNTIME_RECONNECT_MAX (30 s); jobs at once FLRUNTIME_MAX_JOBS (2), "
-        "the largest job upload FLRUNTIME_MAX_UPLOAD_MB (1024). Exit 0 when stopped, "
+        "(30 s), FLRUNTIME_DISPATCH_TIMEOUT (60 s), FLRUNTIME_RECONNECT_MAX (30 s); jobs at once "
+        "FLRUNTIME_MAX_JOBS (2), the largest job upload FLRUNTIME_MAX_UPLOAD_MB (1024). Exit 0 when stopped, "
         "1 for a tampered or invalid kit, 2 for usage errors, 3 when the server refused this client.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")

@@ -11,7 +11,7 @@ Layout (``KIT`` = ``WORKSPACE/<project>/prod_NN/<participant>``)::
     KIT/readme.txt
 
 The scripts run ``python3 -m flruntime site start --kit KIT`` (server and clients) and
-``python3 -m flruntime admin --kit KIT`` (admins; the admin console arrives with issue 8).
+``python3 -m flruntime admin --kit KIT`` (admins: the admin console).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ echo "{name}: stop requested"
 """
 
 _ADMIN = """
-# NOTE: the `admin` verb (the admin console) arrives with issue 10.
+# the admin console: submit_job, list_jobs, abort_job, download_job, check_status, ... (help lists them)
 exec "$PYTHON" -m flruntime admin --kit "$KIT" "$@"
 """
 
@@ -198,7 +198,7 @@ def _scripts(project: Project, p: Participant) -> dict[str, str]:
 
 def _readme(project: Project, p: Participant) -> str:
     if p.type == "admin":
-        use = "startup/fl_admin.sh opens the admin console (arrives with issue 10)."
+        use = "startup/fl_admin.sh opens the admin console (`flruntime admin --kit <this folder>`)."
     else:
         use = (
             "startup/start.sh starts this participant in the background (startup/sub_start.sh restarts it when "
