@@ -30,6 +30,7 @@ from flruntime.federation.archive import zip_folder
 from flruntime.federation.commands import AdminCommands
 from flruntime.federation.jobs import SITE_LOG, SITE_STATS, JobRecord, JobStatus, JobStore, site_dir
 from flruntime.federation.kit import Kit, Member
+from flruntime.federation.metrics import METRICS_FILE, MetricsFile, system_records
 from flruntime.federation.policy import AUDIT_FILE, AuditLog
 from flruntime.federation.scheduling import GPUS, blocked_by_resources, custom_modules
 from flruntime.runtime.communicator import Communicator, Shutdown
@@ -95,6 +96,8 @@ class _Run:
     engine: ServerEngine | None = None
     modules: set[str] = field(default_factory=set)
     gpus: dict[str, int] = field(default_factory=dict)
+    bus: EventBus | None = None
+    samples: dict[str, int] = field(default_factory=dict)
 
 
 class _Refused(Exception):
@@ -393,6 +396,13 @@ class FederationServer:
         if stats:
             with (folder / SITE_STATS).open("a", encoding="utf-8") as f:
                 f.write("".join(json.dumps(s) + "\n" for s in stats))
+            run = self._run_for(context, job_id)
+            if run is not None and run.bus is not None:  # into the job's tracking receivers, like other metrics
+                for sample in stats:
+                    step = run.samples.get(who.name, 0)
+                    run.samples[who.name] = step + 1
+                    for record in system_records(sample, step):
+                        run.bus.fire(EventType.FED_ANALYTIX_LOG_STATS, origin=who.name, record=record)
         return control(ok=True)
 
     # --- admins --------------------------------------------------------------------------------------
@@ -601,6 +611,10 @@ class FederationServer:
                 lambda e: log.info("job %s: round %s started", rec.job_id, e.data.get("round")),
             )
             bus.subscribe(EventType.ROUND_DONE, lambda e: self._round_done(rec, e))
+            metrics = MetricsFile(run_dir / METRICS_FILE)
+            for name in (EventType.ANALYTIX_LOG_STATS, EventType.FED_ANALYTIX_LOG_STATS):
+                bus.subscribe(name, metrics.on_event)
+            run.bus = bus
             ctx = ServerContext(rec.job_id, "server", run_dir, graph.app_dir, bus, abort=run.abort, resume=rec.resume)
             preflight_components(graph.objects(), ctx)
             ready = self._wait_for(run, "joined the job", need, lambda: sorted(run.joined))
