@@ -220,3 +220,14 @@ def np_job(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2))
     return root
+
+
+def fedavg_job(path: Path, rounds: int, sites: tuple[str, ...] = ("site-1", "site-2")) -> Path:
+    """The fedavg_pt template (``rounds`` rounds, data split in ``len(sites)``) deployed to ``sites``."""
+    from flruntime.templates import create_job
+
+    job = create_job("fedavg_pt", path, overrides={"num_rounds": rounds, "num_sites": len(sites)})
+    meta = json.loads((job / "meta.json").read_text())
+    meta["deploy_map"] = {"app": ["server", *sites]}
+    (job / "meta.json").write_text(json.dumps(meta))
+    return job

@@ -27,10 +27,9 @@ from flruntime.federation import AdminSession, FederationClient, load_kit
 from flruntime.provision import certs
 from flruntime.provision.project import Participant
 from flruntime.runtime.simulator import simulate
-from flruntime.templates import create_job
 from flruntime.transport.grpc_link import Stub
 from flruntime.transport.streaming import control
-from tests.fedkit import Federation, np_job, provision_project
+from tests.fedkit import Federation, fedavg_job, np_job, provision_project
 
 pytestmark = pytest.mark.slow
 
@@ -53,16 +52,8 @@ def admin(fed: Federation) -> AdminSession:
     return AdminSession(fed.kit("admin@acme.org"))
 
 
-def fedavg_job(path: Path) -> Path:
-    job = create_job("fedavg_pt", path, overrides={"num_rounds": 2, "num_sites": 2})
-    meta = json.loads((job / "meta.json").read_text())
-    meta["deploy_map"] = {"app": ["server", "site-1", "site-2"]}
-    (job / "meta.json").write_text(json.dumps(meta))
-    return job
-
-
 def test_fedavg_pt_over_grpc_gives_the_simulators_model(fed: Federation, tmp_path: Path):
-    job = fedavg_job(tmp_path / "fedavg")
+    job = fedavg_job(tmp_path / "fedavg", rounds=2)
     with admin(fed) as s:
         job_id = s.submit(job)
         rec = s.wait(job_id, timeout=600)

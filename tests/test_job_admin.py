@@ -16,10 +16,9 @@ import pytest
 from flruntime.errors import AuthError, UsageError
 from flruntime.federation import AdminSession, load_kit
 from flruntime.federation.policy import COMMANDS, allowed
-from flruntime.templates import create_job
 from flruntime.transport.grpc_link import Stub, secure_channel
 from flruntime.transport.streaming import iter_bytes, read_control
-from tests.fedkit import Federation, np_job
+from tests.fedkit import Federation, fedavg_job, np_job
 
 pytestmark = pytest.mark.slow
 
@@ -58,19 +57,11 @@ def session(fed: Federation, name: str = "admin@acme.org") -> AdminSession:
     return AdminSession(fed.kit(name))
 
 
-def fedavg_job(path: Path) -> Path:
-    job = create_job("fedavg_pt", path, overrides={"num_rounds": 1, "num_sites": 2})
-    meta = json.loads((job / "meta.json").read_text())
-    meta["deploy_map"] = {"app": ["server", "site-1", "site-2"]}
-    (job / "meta.json").write_text(json.dumps(meta))
-    return job
-
-
 def test_five_jobs_abort_download_and_a_server_restart(fed: Federation, tmp_path: Path):
     sites = ["site-1", "site-2"]
     with session(fed) as s:
         quick = [s.submit(np_job(tmp_path / f"np{i}", sites, rounds=2)) for i in range(3)]
-        full = s.submit(fedavg_job(tmp_path / "fedavg"))
+        full = s.submit(fedavg_job(tmp_path / "fedavg", rounds=1))
         long = s.submit(np_job(tmp_path / "long", sites, rounds=200, sleep=0.5))
         listed = s.list_jobs()
         assert [r["job_id"] for r in listed] == [*quick, full, long]
