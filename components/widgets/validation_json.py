@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 from pathlib import Path, PurePath
 from typing import Any
@@ -40,51 +39,15 @@ def write_heatmaps(results: Matrix, path: Path) -> bool:
         False when there is nothing to draw or matplotlib is not installed.
     """
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from flruntime.plots import cross_site_figure, save_png
+
+        fig = cross_site_figure(results)
     except ImportError:
         log.info("matplotlib is not installed: no heatmap of the cross-site results (pip install matplotlib)")
         return False
-    sites = sorted(results)
-    owners = sorted({owner for row in results.values() for owner in row})
-    names = sorted(
-        {
-            name
-            for row in results.values()
-            for metrics in row.values()
-            for name, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-    )
-    if not sites or not owners or not names:
+    if fig is None:
         return False
-    label = max(len(o) for o in owners) * 0.07  # room for the rotated model names under each heatmap
-    width = 2.5 + 1.2 * len(owners) + 0.07 * max(len(s) for s in sites)
-    fig = Figure(figsize=(width, (1.4 + 0.6 * len(sites) + label) * len(names)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
-    for ax, name in zip(axes, names, strict=True):
-        grid = np.full((len(sites), len(owners)), np.nan)
-        for i, site in enumerate(sites):
-            for j, owner in enumerate(owners):
-                v = results[site].get(owner, {}).get(name)
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    grid[i, j] = float(v)
-        image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
-        fig.colorbar(image, ax=ax)
-        ax.set_xticks(range(len(owners)), owners, rotation=30, ha="right")
-        ax.set_yticks(range(len(sites)), sites)
-        ax.set_xlabel("model")
-        ax.set_ylabel("data site")
-        ax.set_title(name)
-        for i in range(len(sites)):
-            for j in range(len(owners)):
-                if not math.isnan(grid[i, j]):
-                    shade = image.norm(grid[i, j])  # dark text on the bright end of the colour map
-                    color = "black" if np.ma.is_masked(shade) or shade > 0.6 else "white"
-                    ax.text(j, i, f"{grid[i, j]:.4g}", ha="center", va="center", color=color, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     return True
 
 

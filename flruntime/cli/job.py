@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from flruntime.cli import build
 from flruntime.cli.common import add_override_option, overrides_of
 from flruntime.exit_codes import ExitCode
 
@@ -49,6 +50,7 @@ def register(verbs: Any) -> None:
     a.set_defaults(func=_add_tracking)
 
     _register_remote(sub)
+    build.register_export(sub)
 
 
 def _kit_option(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +63,8 @@ def _kit_option(parser: argparse.ArgumentParser) -> None:
 
 def _register_remote(sub: Any) -> None:
     """The verbs that talk to a running server with an admin's kit."""
-    s = sub.add_parser("submit", help="check a job folder and submit it to the server")
-    s.add_argument("-j", "--job", "--job-folder", dest="job_dir", required=True, metavar="JOB_DIR")
+    s = sub.add_parser("submit", help="check a job folder (or a package: verified, exported) and submit it")
+    s.add_argument("-j", "--job", "--job-folder", dest="job_dir", required=True, metavar="JOB_DIR_OR_PACKAGE")
     s.add_argument("--wait", action="store_true", help="wait until it finished; exit 3 unless it completed")
     s.add_argument("--timeout", type=float, default=None, metavar="S", help="with --wait: give up after S seconds")
     _kit_option(s)

@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every verb registered."""
-    from flruntime.cli import admin, he, job, poc, provision, simulate, site, validate
+    from flruntime.cli import admin, build, he, job, plot, poc, provision, simulate, site, validate
 
     epilog = "exit codes:\n" + "\n".join(f"  {int(c):>3}  {c.help}" for c in ExitCode)
     parser = _Parser(
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     poc.register(verbs)
     site.register(verbs)
     admin.register(verbs)
+    plot.register(verbs)
+    build.register(verbs)
     return parser
 
 

@@ -14,6 +14,7 @@ from flruntime.federation.archive import unzip_to, zip_folder
 from flruntime.federation.client import explain
 from flruntime.federation.jobs import JobStatus
 from flruntime.federation.kit import Kit, load_kit
+from flruntime.packages import as_job_folder
 from flruntime.transport.grpc_link import Stub, secure_channel
 from flruntime.transport.streaming import assemble, control, iter_bytes, read_control
 from flruntime.validation import validate_job
@@ -54,16 +55,18 @@ class AdminSession:
         return TransportError(explain(exc, self.kit.target))
 
     def submit(self, job_dir: str | Path) -> str:
-        """Check a job folder here, upload it, and return its job id.
+        """Check a job folder (or a package: verified, then exported to one) here, upload it, return its job id.
 
         Raises:
             ConfigError: the job is invalid (checked here first, then by the server).
+            PackageError: a package does not match its manifest.
             TransportError: the server could not be reached.
         """
-        report = validate_job(job_dir)
-        if report.errors:
-            raise ConfigError(report.errors)
-        data = zip_folder(job_dir)
+        with as_job_folder(job_dir) as folder:
+            report = validate_job(folder)
+            if report.errors:
+                raise ConfigError(report.errors)
+            data = zip_folder(folder)
         try:
             reply = read_control(self.stub.stream_in("SubmitJob", iter_bytes(data, name=report.job.name), self.timeout))
         except grpc.RpcError as exc:
@@ -159,6 +162,14 @@ class AdminSession:
         """A job's log on the server or a site from byte ``offset``: (text, the offset to continue from)."""
         reply = self.command("job_logs", job_id=job_id, site=site, offset=offset)
         return str(reply["text"]), int(reply["offset"])
+
+    def dashboard_url(self) -> str:
+        """A one-time link that logs this admin into the server's web dashboard (valid for a few minutes).
+
+        Raises:
+            UsageError: the server runs no dashboard.
+        """
+        return str(self.command("dashboard_login")["url"])
 
     def shutdown_clients(self, sites: list[str] | None = None) -> list[str]:
         """Ask clients (all when None) to shut down; return those told (the others are offline)."""
