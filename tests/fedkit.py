@@ -41,7 +41,7 @@ def project_doc(
     admin: str = "admin@acme.org",
     others: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """A project file with one server on localhost, the clients (org acme, or ``name@org``) and a project admin.
+    """A project file with one server on 127.0.0.1, the clients (org acme, or ``name@org``) and a project admin.
 
     Args:
         name: the project.
@@ -59,7 +59,7 @@ def project_doc(
                 "type": "server",
                 "org": "acme",
                 "host_names": ["localhost"],
-                "default_host": "localhost",
+                "default_host": "127.0.0.1",
                 "fed_learn_port": port,
                 "admin_port": port + 1 if port < 65535 else port,
             },

@@ -105,7 +105,7 @@ def test_a_client_certificate_from_another_ca_is_refused(fed: Federation, tmp_pa
     assert rc == 0 and not client.refusal  # still trying: nothing reached the application
     lines = [r.getMessage() for r in caplog.records]
     assert any(
-        line.startswith(f"register: the server at localhost:{fed.port} closed the connection during the TLS handshake")
+        line.startswith(f"register: the server at 127.0.0.1:{fed.port} closed the connection during the TLS handshake")
         for line in lines
     ), lines
     # gRPC's own line in the server's log says why

@@ -76,7 +76,7 @@ def test_prepare_provisions_server_clients_and_admin(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"site-3: {_kit(ws, 'site-3')}" in out
     assert (
-        f"POC workspace ready at {ws}: server localhost:9100 (admin port 9101), clients site-1, site-2, site-3, "
+        f"POC workspace ready at {ws}: server 127.0.0.1:9100 (admin port 9101), clients site-1, site-2, site-3, "
         "admin admin@nvidia.com" in out
     )
     assert f"start it with: flruntime poc start -w {ws}" in out
@@ -91,11 +91,11 @@ def test_prepare_provisions_server_clients_and_admin(tmp_path, capsys):
     ]
     assert project.of_type("admin")[0].role == "project_admin" and project.he is None
     server = json.loads((_kit(ws, "server") / "startup" / "fed_server.json").read_text())["servers"][0]
-    assert server["service"]["target"] == "localhost:9100" and server["admin_port"] == 9101
+    assert server["service"]["target"] == "127.0.0.1:9100" and server["admin_port"] == 9101
     client = json.loads((_kit(ws, "site-2") / "startup" / "fed_client.json").read_text())
-    assert client["servers"][0]["service"]["target"] == "localhost:9100"
+    assert client["servers"][0]["service"]["target"] == "127.0.0.1:9100"
     admin = json.loads((_kit(ws, "admin@nvidia.com") / "startup" / "fed_admin.json").read_text())["admin"]
-    assert (admin["host"], admin["port"], admin["role"]) == ("localhost", 9101, "project_admin")
+    assert (admin["host"], admin["port"], admin["role"]) == ("127.0.0.1", 9101, "project_admin")
     cert = x509.load_pem_x509_certificate((_kit(ws, "server") / "startup" / "server.crt").read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["server", "localhost"]

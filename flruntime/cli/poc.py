@@ -122,7 +122,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     clients = ", ".join(m.name for m in prepared.members if m.type == "client")
     he = "; HE contexts in the server's and clients' startup/" if args.he else ""
     print(
-        f"POC workspace ready at {ws}: server localhost:{args.port} (admin port {args.port + 1}), "
+        f"POC workspace ready at {ws}: server 127.0.0.1:{args.port} (admin port {args.port + 1}), "
         f"clients {clients}, admin {poc.ADMIN}{he}"
     )
     print(f"start it with: flruntime poc start{_hint(args)}")

@@ -8,6 +8,7 @@ backoff and registers again; jobs the server no longer runs (after a server rest
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -304,7 +305,12 @@ class GrpcConnection:
         """Send a result as a chunked stream (retried while the server is unreachable)."""
 
         def send() -> bytes:
-            return self.client.stub.stream_in("Submit", iter_message(result, kind="result", job_id=self.job_id))
+            stream = iter_message(result, kind="result", job_id=self.job_id)
+            head = next(stream)
+            size = int(read_control(head)["size"])
+            reply = self.client.stub.stream_in("Submit", itertools.chain([head], stream))
+            self.bytes_up += size
+            return reply
 
         reply = self.client.retry(f"job {self.job_id}: sending the result of '{result.name}'", send, self._give_up)
         if reply is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -19,10 +20,11 @@ from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 
+from flruntime.dashboard import DEFAULT_HOST, ENV_DASHBOARD_HOST, ENV_DASHBOARD_PORT, start_dashboard
 from flruntime.errors import ConfigError, UsageError
 from flruntime.events.bus import Event, EventBus
 from flruntime.events.types import EventType
@@ -42,6 +44,9 @@ from flruntime.transport.codec import CodecError
 from flruntime.transport.grpc_link import OPTIONS, generic_handler, identity, server_credentials
 from flruntime.transport.streaming import as_dict, assemble, control, iter_bytes, iter_message, read_control
 from flruntime.validation import build_job_site, validate_job
+
+if TYPE_CHECKING:
+    from flruntime.dashboard.service import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +136,18 @@ class FederationServer:
         self._grpc: grpc.Server | None = None
         self._threads: list[threading.Thread] = []
         self.ports: list[int] = []
+        self.dashboard: Dashboard | None = None
 
     # --- life cycle ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Listen on the kit's client port (and admin port) and start the job and heartbeat loops."""
+        """Listen on the kit's client port (and admin port) and start the job and heartbeat loops.
+
+        With ``FLRUNTIME_DASHBOARD_PORT`` set, the web dashboard is served too (:mod:`flruntime.dashboard`).
+        """
+        if ENV_DASHBOARD_PORT in os.environ:
+            host = os.environ.get(ENV_DASHBOARD_HOST) or DEFAULT_HOST
+            self.dashboard = start_dashboard(self, os.environ[ENV_DASHBOARD_PORT], host)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=OPTIONS)
         server.add_generic_rpc_handlers([generic_handler(self)])
         creds = server_credentials(self.kit.cert, self.kit.key, self.kit.root_cert)
@@ -144,6 +156,7 @@ class FederationServer:
             bound = server.add_secure_port(f"0.0.0.0:{port}", creds)
             if bound == 0:
                 server.stop(None)
+                self._stop_dashboard()
                 raise UsageError(f"cannot listen on port {port}: it is in use (stop what uses it or change the port)")
             self.ports.append(bound)
         server.start()
@@ -163,6 +176,7 @@ class FederationServer:
     def stop(self, grace: float = 5.0) -> None:
         """Abort running jobs, stop listening and close the job store."""
         self._stop.set()
+        self._stop_dashboard()
         with self._lock:
             runs = list(self._runs.values())
             self._lock.notify_all()
@@ -177,6 +191,11 @@ class FederationServer:
             thread.join(timeout=grace + 30)
         self.store.close()
         log.info("server '%s' stopped", self.kit.name)
+
+    def _stop_dashboard(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard = None
 
     def wait(self, stop: threading.Event) -> None:
         """Block until ``stop`` is set."""
@@ -490,22 +509,30 @@ class FederationServer:
         """Start queued jobs, oldest first, as soon as each can run (several at once when allowed)."""
         waiting: dict[str, str] = {}
         while not self._stop.is_set():
-            for rec in self.store.submitted():
-                with self._lock:
-                    if rec.job_id in self._runs:
-                        continue
-                    if len(self._runs) >= self.settings.max_jobs:
-                        break
-                why = self._blocked(rec)
-                if why:
-                    if waiting.get(rec.job_id) != why:
-                        log.info("job %s (%s) waits: %s", rec.job_id, rec.name, why)
-                        waiting[rec.job_id] = why
-                    continue
-                waiting.pop(rec.job_id, None)
-                self._launch(rec)
+            try:
+                self._schedule(waiting)
+            except Exception:  # a bug here must not leave submitted jobs waiting forever unnoticed
+                log.exception("the job scheduler failed; retrying")
+                time.sleep(1.0)
             with self._lock:
                 self._lock.wait(1.0)
+
+    def _schedule(self, waiting: dict[str, str]) -> None:
+        """One pass over the queue: start every job that can start now."""
+        for rec in self.store.submitted():
+            with self._lock:
+                if rec.job_id in self._runs:
+                    continue
+                if len(self._runs) >= self.settings.max_jobs:
+                    break
+            why = self._blocked(rec)
+            if why:
+                if waiting.get(rec.job_id) != why:
+                    log.info("job %s (%s) waits: %s", rec.job_id, rec.name, why)
+                    waiting[rec.job_id] = why
+                continue
+            waiting.pop(rec.job_id, None)
+            self._launch(rec)
 
     def _blocked(self, rec: JobRecord) -> str:
         """Why ``rec`` cannot start now ("" when it can)."""

@@ -1,6 +1,6 @@
 """POC mode: a whole project on this machine, provisioned into one folder, run as separate processes.
 
-``prepare`` writes ``WS/project.yml`` (server ``server`` on localhost, clients ``site-1``..``site-N``, admin
+``prepare`` writes ``WS/project.yml`` (server ``server`` on 127.0.0.1, clients ``site-1``..``site-N``, admin
 ``admin@nvidia.com``; the HE builder with ``--he``), provisions it into ``WS/example_project/prod_00/`` and
 writes ``WS/poc.json`` (what start, stop and clean read, and what marks the folder as a POC workspace).
 ``start`` runs each kit's ``startup/start.sh`` (server first), ``stop`` its ``startup/stop.sh`` and waits for
@@ -63,7 +63,7 @@ def project_data(clients: int, port: int = DEFAULT_PORT, he: bool = False) -> di
                 "type": "server",
                 "org": ORG,
                 "host_names": ["localhost", "127.0.0.1"],
-                "default_host": "localhost",
+                "default_host": "127.0.0.1",
                 "fed_learn_port": port,
                 "admin_port": port + 1,
             },
