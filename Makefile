@@ -8,8 +8,14 @@ MAIN_WS ?= /tmp/flruntime/fedavg_pt
 
 .PHONY: install test lint typecheck bench main-job
 
+# Debian's chromium (tests/test_dashboard.py drives the dashboard in it), installed once, as root (CI) or with sudo.
+CHROMIUM := /usr/bin/chromium
+
 install:
-	$(PIP) install --quiet --disable-pip-version-check -e '.[dev,pt,tracking,monai,he]'
+	@test -x $(CHROMIUM) || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(PIP) install --quiet --disable-pip-version-check -e '.[dev,pt,tracking,monai,he,dashboard]'
 
 lint: install
 	$(PYTHON) -m ruff check $(SOURCES)

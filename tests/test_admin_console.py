@@ -339,6 +339,7 @@ def test_help_lists_every_command_and_shows_one(console: AdminConsole):
         "list_sites",
         "shutdown",
         "restart",
+        "dashboard_login",
         "help",
         "bye",
         "quit",
@@ -448,7 +449,7 @@ class Terminal:
 @pytest.fixture
 def terminal(fed: Federation) -> Iterator[Terminal]:
     term = Terminal(fed.kit(ADMIN))
-    term.expect(rf"Logged into server at localhost:{fed.port + 1} as {re.escape(ADMIN)} \(project_admin\)")
+    term.expect(rf"Logged into server at 127.0.0.1:{fed.port + 1} as {re.escape(ADMIN)} \(project_admin\)")
     term.expect(re.escape(PROMPT))
     yield term
     term.close()
@@ -554,7 +555,7 @@ def test_commands_given_with_c(fed: Federation, tmp_path: Path):
     base = [sys.executable, "-m", "flruntime", "admin", "--kit", kit]
     done = subprocess.run([*base, "-c", "list_jobs -m 1", "-c", "help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stderr == f"Logged into server at localhost:{fed.port + 1} as {ADMIN} (project_admin)\n"
+    assert done.stderr == f"Logged into server at 127.0.0.1:{fed.port + 1} as {ADMIN} (project_admin)\n"
     assert done.stdout.startswith(("---", "No jobs.")) and "Commands (help COMMAND" in done.stdout
 
     failed = subprocess.run([*base, "-c", "abort_job nope", "-c", "help"], capture_output=True, text=True, timeout=60)
@@ -578,7 +579,7 @@ def test_an_unreachable_server_is_one_line_and_exit_3(tmp_path: Path):
         )
         assert done.returncode == 3, done
         assert done.stderr.count("\n") == 1 and done.stdout == ""
-        assert done.stderr.startswith(f"flruntime: error: cannot reach the server at localhost:{down.port + 1}")
+        assert done.stderr.startswith(f"flruntime: error: cannot reach the server at 127.0.0.1:{down.port + 1}")
     term = Terminal(down.kit(ADMIN))
     term.expect("flruntime: error: cannot reach the server")
     term.expect(pexpect.EOF)

@@ -33,12 +33,15 @@ def register(verbs: Any) -> None:
         "reconnects with backoff when the server is lost, and runs the jobs deployed to it. The kit's "
         "signature is checked first. Timing: FLRUNTIME_HEARTBEAT_INTERVAL (5 s), FLRUNTIME_HEARTBEAT_TIMEOUT "
         "(30 s), FLRUNTIME_DISPATCH_TIMEOUT (60 s), FLRUNTIME_RECONNECT_MAX (30 s); jobs at once "
-        "FLRUNTIME_MAX_JOBS (2), the largest job upload FLRUNTIME_MAX_UPLOAD_MB (1024). Exit 0 when stopped, "
+        "FLRUNTIME_MAX_JOBS (2), the largest job upload FLRUNTIME_MAX_UPLOAD_MB (1024). A server serves the web "
+        "dashboard (sites, jobs, curves, cross-site heatmap, logs, downloads) when FLRUNTIME_DASHBOARD_PORT is set "
+        "(0: a free port; the log says 'dashboard at URL'), on FLRUNTIME_DASHBOARD_HOST (127.0.0.1); admins log in "
+        "with the one-time link `flruntime admin -c dashboard_login` prints. Exit 0 when stopped, "
         "1 for a tampered or invalid kit, 2 for usage errors, 3 when the server refused this client.",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    start = actions.add_parser("start", help="start the participant of a kit")
+    start = actions.add_parser("start", help="start the participant of a kit", description=p.description)
     start.add_argument("--kit", required=True, metavar="KIT", help="the participant's startup kit folder")
     start.add_argument(
         "--workspace",

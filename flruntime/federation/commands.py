@@ -56,6 +56,7 @@ class AdminCommands:
             "show_errors": self._show_errors,
             "show_stats": self._show_stats,
             "job_logs": self._job_logs,
+            "dashboard_login": self._dashboard_login,
             "shutdown": self._shutdown,
             "restart": self._restart,
         }
@@ -324,3 +325,12 @@ class AdminCommands:
             "offset": offset + len(data),
             "finished": self._job(rec.job_id).status.finished,
         }
+
+    # --- the web dashboard ------------------------------------------------------------------------------
+
+    def _dashboard_login(self, who: Member, args: dict[str, Any]) -> dict[str, Any]:
+        self._check(who, "dashboard_login")
+        dashboard = self.server.dashboard
+        if dashboard is None:
+            raise Failed("the server runs no dashboard (start it with FLRUNTIME_DASHBOARD_PORT set, 0 for a free port)")
+        return {"url": dashboard.login_url(who)}

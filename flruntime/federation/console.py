@@ -62,6 +62,8 @@ class ConsoleSession(Protocol):
 
     def restart_clients(self, sites: list[str] | None = None) -> object: ...  # noqa: D102
 
+    def dashboard_url(self) -> str: ...  # noqa: D102
+
 
 class _Parser(argparse.ArgumentParser):
     """A command's argument parser: a mistake raises :class:`UsageError` (one line) instead of exiting."""
@@ -139,6 +141,13 @@ def _build_parsers() -> dict[str, _Parser]:
         )
         p.add_argument("target", choices=("client",), metavar="client")
         p.add_argument("sites", nargs="*", metavar="SITE")
+
+    _parser_into(
+        ps,
+        "dashboard_login",
+        "print a one-time link that logs you into the server's web dashboard",
+        "The server must run the dashboard (FLRUNTIME_DASHBOARD_PORT); the link is valid for a few minutes.",
+    )
 
     p = ps["help"] = _parser("help", "list the commands, or show how to use one (also: ? COMMAND)")
     p.add_argument("command", nargs="?", metavar="COMMAND")
@@ -552,6 +561,12 @@ class AdminConsole(cmd.Cmd):
 
     def do_restart(self, line: str) -> bool:  # noqa: D102
         return self._clients("restart", line, self.session.restart_clients)
+
+    def do_dashboard_login(self, line: str) -> bool:  # noqa: D102
+        def run(args: argparse.Namespace) -> None:
+            self._out(self.session.dashboard_url())
+
+        return self._call("dashboard_login", line, run)
 
     # ---- help and leaving -------------------------------------------------------------------------------
 

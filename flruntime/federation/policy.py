@@ -5,7 +5,7 @@ Roles (the ``role`` of an admin in project.yml, carried in the admin's certifica
 * ``project_admin``: everything.
 * ``org_admin`` and ``lead``: submit jobs; manage (abort, clone, resume, delete, download) the jobs submitted by an
   admin of their own organisation; shut down or restart the clients of their organisation; view everything.
-* ``member``: view only (list jobs, status, sites, errors, stats, logs).
+* ``member``: view only (list jobs, status, sites, errors, stats, logs, the dashboard).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ COMMANDS: dict[str, Right] = {
     "show_errors": Right.VIEW,
     "show_stats": Right.VIEW,
     "job_logs": Right.VIEW,
+    "dashboard_login": Right.VIEW,  # a one-time link into the web dashboard (flruntime.dashboard)
     "shutdown": Right.OPERATE,
     "restart": Right.OPERATE,
 }
