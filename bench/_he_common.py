@@ -15,12 +15,15 @@ import math
 import resource
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-#: CKKS parameters of both sides: NVFlare's HEBuilder defaults.
+#: NVFlare's CKKS parameters: its HEBuilder defaults (flruntime uses its own defaults, ``HEParams()``).
 N, COEFF_BITS, SCALE_BITS = 8192, [60, 40, 40], 40
+#: A message as it crosses the wire (NVFlare: FOBS bytes; flruntime: the codec's bytearray, which its transports
+#: hand to the decoder as they received it).
+Wire = TypeVar("Wire", bytes, bytearray)
 #: Distinct client updates (the other clients resend one of them: the server's work is the same).
 DISTINCT = 2
 
@@ -69,10 +72,10 @@ def model(layout: list[tuple[str, list[int]]], seed: int, scale: float) -> dict[
 
 def run_round_bench(
     cfg: dict[str, Any],
-    server_task: Callable[[Any], bytes],
-    client_decrypt: Callable[[bytes, str], dict[str, np.ndarray]],
-    client_encrypt: Callable[[dict[str, np.ndarray], int, str], bytes],
-    server_accept: Callable[[bytes, str, int], None],
+    server_task: Callable[[Any], Wire],
+    client_decrypt: Callable[[Wire, str], dict[str, np.ndarray]],
+    client_encrypt: Callable[[dict[str, np.ndarray], int, str], Wire],
+    server_accept: Callable[[Wire, str, int], None],
     server_update: Callable[[int], None],
 ) -> dict[str, Any]:
     """Run rounds 0 and 1 with the given hooks and return round 1's numbers (and the check of round 2's model).
@@ -96,7 +99,7 @@ def run_round_bench(
             err = max(float(np.max(np.abs(np.asarray(got[n], np.float64).ravel() - plain[n].ravel()))) for n in plain)
             out["max_rel_err"] = err / max(float(np.max(np.abs(v))) for v in plain.values())
             break
-        results: list[bytes] = []
+        results: list[Wire] = []
         for k in range(DISTINCT):
             t0, c0 = time.perf_counter(), time.process_time()
             client_decrypt(task, f"site-{k + 1}")

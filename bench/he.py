@@ -1,7 +1,8 @@
-"""Benchmark: one HE FedAvg round (TenSEAL CKKS), flruntime's HE components vs NVFlare 2.9.0's.
+"""Benchmark: one HE FedAvg round (CKKS, TenSEAL contexts), flruntime's HE components vs NVFlare 2.9.0's.
 
-Both tools use the same keys' parameters (NVFlare's ``HEBuilder`` defaults: degree 8192, primes
-60/40/40, scale 2**40), the same model (ResNet-18's 122-tensor state dict at a width giving about
+Each tool uses its default keys, both 128-bit secure (NVFlare's ``HEBuilder``: degree 8192, primes
+60/40/40, scale 2**40; flruntime's ``HEParams()``: degree 8192, primes 60/40, scale 2**36, see
+``flruntime.he.keys``), the same model (ResNet-18's 122-tensor state dict at a width giving about
 ``--sizes`` parameters) and the same updates. ``bench/_he_common.py`` drives a round by hand with each
 tool's own components and wire format (flruntime: ``HEModelEncryptor`` / ``HEModelDecryptor`` filters,
 ``HEInTimeAccumulateWeightedAggregator``, ``HEModelShareableGenerator``, ``HEModelSerializeFilter`` and the
@@ -10,8 +11,9 @@ and FOBS, in a subprocess of ``.venv-nvflare``). Round 0 makes the server's glob
 round 1 is measured:
 
 * ``encrypt_s``: one client weighs and encrypts its update and serialises the result for the wire;
-* ``aggregate_s``: the server decodes and accepts ``--clients`` results, aggregates, adds the mean to the
-  encrypted global model, passes it through the persistor filter and encodes the next task data;
+* ``aggregate_s``: the server decodes and accepts ``--clients`` results, aggregates, updates the encrypted
+  global model (NVFlare: adds the encrypted mean; flruntime: the sum of the clients' encrypted new models
+  becomes it), passes it through the persistor filter and encodes the next task data;
 * ``decrypt_s``: one client decodes and decrypts the global model;
 * ``round_s``: their sum, the round's critical path (clients encrypt in parallel on their own machines);
   ``round_cpu_s`` the same in CPU time of the process (both tools run these steps in one thread), which a
@@ -20,7 +22,9 @@ round 1 is measured:
 * ``peak_MiB``: peak RSS of the worker process (one process per tool, size and client count);
 * ``rel_err``: max |decrypted global - plaintext FedAvg| / max |global| after the round.
 
-Each configuration runs in a fresh process. Without the NVFlare environment only flruntime is measured.
+Messages cross the "wire" as each tool's transports hand them over: FOBS ``bytes`` for NVFlare, the codec's
+``bytearray`` for flruntime (what its in-process and streaming transports pass to ``decode``). Each
+configuration runs in a fresh process. Without the NVFlare environment only flruntime is measured.
 The table ends with one JSON line holding every number.
 
 Usage::
@@ -66,7 +70,7 @@ def flruntime_worker(cfg: dict[str, Any]) -> None:
 
     logging.disable(logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="flruntime-he-bench-"))
-    write_keys(root / "keys", HEParams(common.N, tuple(common.COEFF_BITS), common.SCALE_BITS))
+    write_keys(root / "keys", HEParams())
     sites = [f"site-{k + 1}" for k in range(common.DISTINCT)]
     install_contexts(root / "keys", root / "ws", sites)
     ctxs = {s: RunContext("bench", s, root / "ws" / s, root, EventBus(s)) for s in ["server", *sites]}
@@ -82,24 +86,24 @@ def flruntime_worker(cfg: dict[str, Any]) -> None:
     layout = [(n, list(s)) for n, s in cfg["layout"]]
     state: dict[str, Any] = {"model": ModelMessage(common.model(layout, 0, 0.05))}
 
-    def server_task(rnd: int) -> bytes:
+    def server_task(rnd: int) -> bytearray:
         server.current_round = rnd
         agg.reset(server)
         data = gen.to_task_data(state["model"], server)
         data.current_round = rnd
-        return bytes(encode(data))
+        return encode(data)
 
-    def client_decrypt(task: bytes, site: str) -> dict[str, np.ndarray]:
+    def client_decrypt(task: bytearray, site: str) -> dict[str, np.ndarray]:
         message = decode(task)
         assert isinstance(message, ModelMessage)
         out = dec[site].process(message, TaskContext(ctxs[site], "train", "t"))
         return dict(out.params or {})
 
-    def client_encrypt(update: dict[str, np.ndarray], steps: int, site: str) -> bytes:
+    def client_encrypt(update: dict[str, np.ndarray], steps: int, site: str) -> bytearray:
         result = ModelMessage(dict(update), ParamsType.DIFF, meta={"NUM_STEPS_CURRENT_ROUND": steps})
-        return bytes(encode(enc[site].process(result, TaskContext(ctxs[site], "train", "t"))))
+        return encode(enc[site].process(result, TaskContext(ctxs[site], "train", "t")))
 
-    def server_accept(result: bytes, site: str, rnd: int) -> None:
+    def server_accept(result: bytearray, site: str, rnd: int) -> None:
         message = decode(result)
         assert isinstance(message, ModelMessage)
         if not agg.accept(site, message, server):

@@ -12,8 +12,8 @@ from flruntime.he.keys import HEParams, write_keys
 from flruntime.runtime.context import RunContext, TaskContext
 from flruntime.runtime.messages import ModelMessage, ParamsType
 
-#: Small keys keep the tests fast: 2048 values per ciphertext, 109-bit modulus (128-bit secure).
-SMALL = HEParams(4096, (49, 30, 30), 30)
+#: Small keys keep the tests fast: 4096 values per ciphertext, 80-bit modulus (128-bit secure), scale 2**30.
+SMALL = HEParams(4096, (50, 30), 30)
 
 
 def make_keys(folder: Path, params: HEParams | None = SMALL) -> Path:
@@ -42,6 +42,20 @@ def task(ctx: RunContext, name: str = "train", rnd: int = 0) -> TaskContext:
 def diff(params: dict[str, np.ndarray], steps: int) -> ModelMessage:
     """A training result: the difference ``params`` after ``steps`` local steps."""
     return ModelMessage(dict(params), ParamsType.DIFF, meta={"NUM_STEPS_CURRENT_ROUND": steps})
+
+
+def receive(ctx: RunContext, model: ModelMessage, rnd: int = 0) -> dict[str, np.ndarray]:
+    """What a client's HEModelDecryptor does with task ``train`` of round ``rnd``: decrypt ``model`` (as it
+    crosses the wire) and keep it for the task's encryptor, which adds a difference to it; the params it hands on."""
+    from flruntime.components.he.decryptor import HEModelDecryptor
+
+    from flruntime.transport.codec import decode, encode
+
+    dec = HEModelDecryptor()
+    dec.setup(ctx)
+    data = decode(encode(model))
+    assert isinstance(data, ModelMessage)
+    return dict(dec.process(data, task(ctx, "train", rnd)).params or {})
 
 
 def relative_error(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:

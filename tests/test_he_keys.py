@@ -21,7 +21,7 @@ def test_keys_cli_writes_a_public_and_a_secret_context(tmp_path, capsys):
     assert main(["he", "keys", "-w", str(tmp_path / "k")]) == 0
     out = capsys.readouterr().out
     assert f"flruntime simulate JOB_DIR --he-context-dir {tmp_path / 'k'}" in out
-    assert "CKKS N=8192, primes 60,40,40, scale 2**40: 4096 values per ciphertext" in out
+    assert "CKKS N=8192, primes 60,40, scale 2**36: 8192 values per ciphertext" in out
     public = ts.context_from((tmp_path / "k" / SERVER_CONTEXT).read_bytes())
     secret = ts.context_from((tmp_path / "k" / CLIENT_CONTEXT).read_bytes())
     assert public.is_public() and not public.is_private() and not public.has_relin_keys()
@@ -42,7 +42,7 @@ def test_keys_cli_parameters_and_startup_kit_layout(tmp_path, capsys):
         "server/startup/server_context.tenseal",
         *(f"site-{k}/startup/client_context.tenseal" for k in (1, 2)),
     ]
-    assert load_context(folder / "site-1" / "startup" / CLIENT_CONTEXT).slots == 2048
+    assert load_context(folder / "site-1" / "startup" / CLIENT_CONTEXT).slots == 4096  # two values per complex slot
 
 
 def test_keys_cli_refuses_to_replace_a_key_without_force(tmp_path, capsys):
@@ -57,12 +57,13 @@ def test_keys_cli_refuses_to_replace_a_key_without_force(tmp_path, capsys):
     ("params", "text"),
     [
         (HEParams(3000), "poly_modulus_degree must be one of [1024, 2048, 4096, 8192, 16384, 32768], got 3000"),
-        (HEParams(8192, (60, 40)), "coeff_mod_bit_sizes needs at least 3 primes"),
+        (HEParams(8192, (60,)), "coeff_mod_bit_sizes needs at least 2 primes"),
+        (HEParams(8192, (60, 70)), "each of coeff_mod_bit_sizes must be 20 to 60 bits"),
         (HEParams(4096, (60, 40, 40)), "add up to 140 bits, above the 109 bits that are secure (128-bit)"),
-        (HEParams(8192, (60, 30, 30), 40), "scale_bits must be 20 to 30"),
+        (HEParams(8192, (60, 40), 16), "scale_bits must be at least 20"),
         (HEParams(8192, (45, 40, 40), 40), "the first prime (45 bits) must exceed scale_bits (40) by at least 10"),
     ],
-    ids=["degree", "two-primes", "insecure", "scale-above-primes", "no-headroom"],
+    ids=["degree", "one-prime", "prime-too-large", "insecure", "scale-too-small", "no-headroom"],
 )
 def test_parameters_that_cannot_work_are_refused(params, text):
     with pytest.raises(ValueError) as info:

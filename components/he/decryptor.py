@@ -7,7 +7,7 @@ import time
 
 from flruntime.components.he.encryptor import DataKind, params_types
 
-from flruntime.he import packing
+from flruntime.he import packing, received
 from flruntime.he.contexts import LoadedContext, client_context
 from flruntime.roles import Filter
 from flruntime.runtime.context import RunContext, TaskContext
@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 class HEModelDecryptor(Filter):
     """Decrypts the CKKS ciphertexts of task data back into arrays of their original shapes and dtypes.
 
-    Task data without ``PROCESSED_KEYS`` passes unchanged (the first round's global model is plaintext).
+    The decrypted values are divided by the weight the layout states (see :mod:`flruntime.he.packing`).
+    Task data without ``PROCESSED_KEYS`` passes unchanged (the first round's global model is plaintext). The
+    global model is also kept for this task's ``HEModelEncryptor``, which adds a ``WEIGHT_DIFF`` result to it
+    (see :mod:`flruntime.he.received`).
 
     Args:
         tenseal_context_file: the context with the secret key (see :mod:`flruntime.he.contexts`).
@@ -42,6 +45,8 @@ class HEModelDecryptor(Filter):
     def process(self, data: ModelMessage, ctx: TaskContext) -> ModelMessage:
         """Return ``data`` with its ciphertexts decrypted (unchanged when nothing is encrypted)."""
         if data.params is None or data.params_type not in self.types or not data.meta.get(MetaKey.PROCESSED_KEYS):
+            if data.params and not data.meta.get(MetaKey.PROCESSED_KEYS):
+                self._remember(ctx, data, received.plain_values(data.params), None)
             return data
         algorithm = data.meta.get(MetaKey.PROCESSED_ALGORITHM)
         if algorithm != packing.ALGORITHM:
@@ -56,10 +61,14 @@ class HEModelDecryptor(Filter):
             )
         start = time.perf_counter()
         blobs = packing.blobs_of(data.params, layout)
-        values = packing.decrypt(blobs, layout, loaded.context)
+        flat = packing.decrypt_flat(blobs, layout, loaded)
+        values = packing.unflatten(flat, layout.vars)
         out = data.copy()
         out.params = {n: values.get(n, v) for n, v in data.params.items()}
         out.meta = packing.plain_meta(data.meta)
+        kept = received.plain_values({n: v for n, v in data.params.items() if n not in values})
+        kept.update(received.flat_values(flat, layout.vars))  # flat is private: the params handed on are copies
+        self._remember(ctx, data, kept, layout.weight)
         log.info(
             "%s: decrypted %d values from %d ciphertexts in %.2f s",
             ctx.site,
@@ -68,3 +77,8 @@ class HEModelDecryptor(Filter):
             time.perf_counter() - start,
         )
         return out
+
+    @staticmethod
+    def _remember(ctx: TaskContext, data: ModelMessage, values: dict, weight: float | None) -> None:
+        excluded = str(data.meta.get(packing.EXCLUDE_META) or "")
+        received.remember(ctx, received.Received(str(data.meta.get(packing.MODEL_ID) or ""), values, weight, excluded))

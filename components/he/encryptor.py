@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from typing import Any, Literal
 
-from flruntime.he import packing
+import numpy as np
+
+from flruntime.he import packing, received
 from flruntime.he.contexts import LoadedContext, client_context
 from flruntime.roles import Filter
 from flruntime.runtime.context import RunContext, TaskContext
@@ -32,8 +35,13 @@ class HEModelEncryptor(Filter):
     """Weighs a result's parameters and encrypts them with CKKS, packed into as few ciphertexts as possible.
 
     Each value is multiplied by the site's aggregation weight and, with ``weigh_by_local_iter``, by the
-    result's ``NUM_STEPS_CURRENT_ROUND``, so the server only adds ciphertexts (its aggregator then divides
-    by the sum of the weights). Variables left unencrypted travel weighted, in the clear, in their shape.
+    result's ``NUM_STEPS_CURRENT_ROUND``; the weight travels in the clear in the layout, so the server only
+    adds ciphertexts and whoever decrypts divides by the sum of the weights (see :mod:`flruntime.he.packing`).
+    A ``WEIGHT_DIFF`` result is encrypted as the global model this site received with the task plus the
+    difference (its new local model: the server cannot add an encrypted difference to its encrypted global
+    model without a ciphertext multiplication), so ``HEModelDecryptor`` must be a task data filter of the same
+    task; variables the server's aggregator excludes keep the received values. Variables left unencrypted
+    travel weighted, in the clear, in their shape (differences stay differences).
 
     Args:
         tenseal_context_file: the context with the secret key (see :mod:`flruntime.he.contexts`).
@@ -110,15 +118,31 @@ class HEModelEncryptor(Filter):
         if not chosen:
             raise ValueError("Nothing has been encrypted! Check encrypt_layers (names or regex)")
         weight = self.weight(data, ctx.site)
+        got = received.take(ctx)
         variables = []
         for name in names:
             if name in chosen:
                 arr = data.params[name]
                 dtype = getattr(arr, "dtype", None)
                 variables.append(packing.Var(name, tuple(getattr(arr, "shape", ())), str(dtype or "float64")))
-        flat = packing.flatten(data.params, variables, weight)
-        layout = packing.Packing(variables, [], loaded.slots, loaded.fingerprint)
-        blobs = packing.encrypt(flat, loaded.context, loaded.slots)
+        # the values are weighted and divided by a power of two near the expected sum of the weights (the
+        # received global model's, else this site's own) so that their sum stays near the model's magnitude
+        shift = packing.shift_for(got.weight if got is not None and got.weight else weight)
+        factor = math.ldexp(weight, -shift)
+        base, excluded = "", ""
+        if data.params_type == ParamsType.DIFF:
+            if got is None:
+                raise ValueError(
+                    "a WEIGHT_DIFF result is encrypted as the received global model plus the difference, "
+                    f"but no global model was received with task '{ctx.task_name}': make HEModelDecryptor a task "
+                    "data filter of this task"
+                )
+            parts = self._rebased(data.params, variables, got)
+            base, excluded = got.model_id, got.excluded
+        else:
+            parts = [packing.Part(np.asarray(data.params[v.name])) for v in variables]
+        layout = packing.Packing(variables, [], loaded.slots, loaded.fingerprint, weight, shift, base, excluded)
+        blobs = packing.encrypt(parts, factor, loaded.engine)
         encrypted, layout = packing.to_params(blobs, layout)
         plain = [n for n in names if n not in chosen]
         params: dict[str, Any] = {n: encrypted[n] if n in chosen else data.params[n] * weight for n in names}
@@ -128,10 +152,26 @@ class HEModelEncryptor(Filter):
         log.info(
             "%s: encrypted %d values of %d variables into %d ciphertexts (%.1f MB) in %.2f s",
             ctx.site,
-            flat.size,
+            layout.total,
             len(variables),
             layout.n_chunks,
             sum(len(b) for b in blobs) / 1e6,
             time.perf_counter() - start,
         )
         return out
+
+    @staticmethod
+    def _rebased(params: dict[str, Any], variables: list[packing.Var], got: received.Received) -> list[packing.Part]:
+        """The received global values plus the differences (excluded variables: the global values)."""
+        pattern = re.compile(got.excluded) if got.excluded else None
+        parts = []
+        for var in variables:
+            base = got.values.get(var.name)
+            if base is None or base.size != var.size:
+                raise ValueError(
+                    f"variable '{var.name}' of the WEIGHT_DIFF result is not in the global model received "
+                    "with the task (or has another shape)"
+                )
+            excluded = pattern is not None and pattern.search(var.name)
+            parts.append(packing.Part(None if excluded else np.asarray(params[var.name]), base))
+        return parts

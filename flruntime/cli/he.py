@@ -13,21 +13,41 @@ def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 60,40,40, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 60,40, got {text!r}") from None
 
 
 def register(verbs: Any) -> None:
     """Add the ``he`` verb group (``he keys``)."""
+    from flruntime.he.keys import HEParams  # no TenSEAL import: the CLI starts fast without it
+
     he = verbs.add_parser("he", help="homomorphic encryption (TenSEAL CKKS): create keys")
     sub = he.add_subparsers(dest="he_verb", metavar="COMMAND", parser_class=type(he))
     sub.required = True
     p = sub.add_parser("keys", help="create server_context.tenseal (public) and client_context.tenseal (secret)")
     p.add_argument("-w", "--workspace", required=True, metavar="DIR", help="folder to write the contexts into")
-    p.add_argument("--poly-modulus-degree", type=int, default=8192, metavar="N", help="polynomial degree (8192)")
+    defaults = HEParams()
+    primes = ",".join(map(str, defaults.coeff_mod_bit_sizes))
     p.add_argument(
-        "--coeff-mod-bit-sizes", type=_ints, default=(60, 40, 40), metavar="A,B,C", help="prime sizes (60,40,40)"
+        "--poly-modulus-degree",
+        type=int,
+        default=defaults.poly_modulus_degree,
+        metavar="N",
+        help=f"polynomial degree ({defaults.poly_modulus_degree})",
     )
-    p.add_argument("--scale-bits", type=int, default=40, metavar="S", help="encoding scale 2**S (40)")
+    p.add_argument(
+        "--coeff-mod-bit-sizes",
+        type=_ints,
+        default=defaults.coeff_mod_bit_sizes,
+        metavar="A,B",
+        help=f"prime sizes, the last one TenSEAL's special prime ({primes})",
+    )
+    p.add_argument(
+        "--scale-bits",
+        type=int,
+        default=defaults.scale_bits,
+        metavar="S",
+        help=f"encoding scale 2**S ({defaults.scale_bits})",
+    )
     p.add_argument(
         "--sites",
         metavar="SITE,...",

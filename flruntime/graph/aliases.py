@@ -135,12 +135,18 @@ NVFLARE_NOTES: dict[str, str] = {
     "NPFormatter": "`format()` needs no context; the cross-site table is also logged at the end of the run.",
     "InitializeGlobalWeights": "a bad client answer fails the job after the task ends rather than at once.",
     "HEModelEncryptor": "all encrypted variables are packed together into as few ciphertexts as possible (a layout "
-    "in meta) instead of one vector per variable; unencrypted variables keep their shape; the key's fingerprint "
-    "travels with the model.",
-    "HEModelDecryptor": "restores each variable's shape and dtype; refuses a model encrypted with another key.",
-    "HEInTimeAccumulateWeightedAggregator": "rejects a result encrypted with another key or layout; `exclude_vars` "
-    "zeroes excluded encrypted variables' differences (WEIGHT_DIFF only); extra arg `tenseal_context_file`.",
-    "HEModelShareableGenerator": "keeps the encrypted global model's ciphertexts between rounds (no re-parsing).",
+    "in meta, with the weight in the clear) instead of one vector per variable; a WEIGHT_DIFF is encrypted as the "
+    "received global model plus the difference (needs `HEModelDecryptor` on the task's data); unencrypted variables "
+    "keep their shape; the key's fingerprint travels with the model.",
+    "HEModelDecryptor": "divides by the weight in the layout; restores each variable's shape and dtype; refuses a "
+    "model encrypted with another key; keeps the received model for the same task's encryptor.",
+    "HEInTimeAccumulateWeightedAggregator": "only adds ciphertexts and the weights the clients state (the division "
+    "happens after decryption); `weigh_by_local_iter=true` is refused; rejects a result encrypted with another key "
+    "or layout or for another global model; `exclude_vars` (WEIGHT_DIFF only) reaches the clients' encryptors "
+    "through the task data, which leave excluded encrypted variables' differences out; extra arg "
+    "`tenseal_context_file`.",
+    "HEModelShareableGenerator": "the aggregate's ciphertexts become the global model as they are (no ciphertext "
+    "arithmetic); tells the clients what the HE aggregator excludes.",
     "HEModelSerializeFilter": "models are already ciphertext bytes; the filter checks them.",
     "HECrossSiteModelEval": "as CrossSiteModelEval.",
 }

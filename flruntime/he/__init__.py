@@ -2,8 +2,10 @@
 
 :mod:`~flruntime.he.keys` makes the server's public context and the clients' secret context;
 :mod:`~flruntime.he.contexts` finds and loads them for a site (and refuses a secret key on the server);
-:mod:`~flruntime.he.packing` turns parameter arrays into as few ciphertexts as possible and back. The
-components that use them live in ``flruntime.components.he``.
+:mod:`~flruntime.he.packing` turns parameter arrays into as few ciphertexts as possible and back (weights in
+the clear, so the server only adds); :mod:`~flruntime.he.seal` encrypts, adds and decrypts them with SEAL
+(two values per complex slot, seeded uploads); :mod:`~flruntime.he.received` keeps the global model a client
+received for its encryptor. The components that use them live in ``flruntime.components.he``.
 
 TenSEAL is an optional dependency (``pip install 'flruntime[he]'``): it is imported only when a context is
 made or loaded, so jobs that name HE components still validate without it.

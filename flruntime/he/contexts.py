@@ -27,6 +27,7 @@ from typing import Any
 from flruntime.errors import UsageError
 from flruntime.he import require_tenseal
 from flruntime.he.keys import CLIENT_CONTEXT, SERVER_CONTEXT
+from flruntime.he.seal import Engine
 from flruntime.runtime.context import RunContext
 
 ENV_DIR = "FLRUNTIME_HE_DIR"
@@ -45,7 +46,8 @@ class LoadedContext:
         path: the file it came from.
         private: True when it holds the secret key.
         fingerprint: identifies the key (private contexts only; "" for public ones).
-        slots: values per ciphertext.
+        slots: values per ciphertext (N: two per complex CKKS slot, see :mod:`flruntime.he.seal`).
+        engine: the SEAL objects that encrypt, add and decrypt with this context.
     """
 
     context: Any
@@ -53,6 +55,7 @@ class LoadedContext:
     private: bool
     fingerprint: str
     slots: int
+    engine: Engine
 
 
 _lock = threading.Lock()
@@ -107,9 +110,14 @@ def load_context(path: Path) -> LoadedContext:
         context = ts.context_from(path.read_bytes(), n_threads=1)
     except Exception as exc:
         raise ValueError(f"{path} is not a TenSEAL context: {exc}") from exc
-    slots = int(context.seal_context().data.first_context_data().parms().poly_modulus_degree()) // 2
+    try:
+        engine = Engine(context)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a CKKS context flruntime can use: {exc}") from exc
     private = bool(context.is_private())
-    loaded = LoadedContext(context, path, private, fingerprint(context) if private else "", slots)
+    loaded = LoadedContext(
+        context, path, private, fingerprint(context) if private else "", engine.per_ciphertext, engine
+    )
     with _lock:
         _cache[key] = loaded
     return loaded

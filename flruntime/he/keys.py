@@ -1,9 +1,10 @@
 """CKKS key generation: one TenSEAL context, saved twice — public for the server, with the secret key for clients.
 
-The server only adds ciphertexts and multiplies them by plaintext scalars, so its context holds the
-encryption parameters and nothing else: no secret key, no relinearisation or Galois keys (it never
-multiplies two ciphertexts or rotates one). Every client gets the same secret key (symmetric encryption,
-as NVFlare's ``HEBuilder``), so any client can decrypt what the server aggregated.
+The server only adds ciphertexts (the weights travel in the clear and whoever decrypts divides by their sum,
+see :mod:`flruntime.he.packing`), so its context holds the encryption parameters and nothing else: no secret
+key, no relinearisation or Galois keys (it never multiplies or rotates a ciphertext). Every client gets the
+same secret key (symmetric encryption, as NVFlare's ``HEBuilder``), so any client can decrypt what the server
+aggregated.
 
 Provisioning reuses :func:`make_contexts`; ``flruntime he keys`` calls :func:`write_keys`.
 """
@@ -30,35 +31,39 @@ HEADROOM_BITS = 10
 class HEParams:
     """CKKS parameters.
 
-    The defaults are NVFlare's (``HEBuilder``): degree 8192 (4096 values per ciphertext), primes of 60, 40
-    and 40 bits, scale 2**40. An averaged model comes back with a relative error near 1e-7, far below the
-    1e-3 a model tolerates.
+    The defaults: degree 8192 (4096 values per ciphertext), primes of 60 and 40 bits, scale 2**36. Nothing
+    is ever multiplied or rescaled, so a ciphertext lives modulo the first prime alone (the last prime is
+    the "special" one TenSEAL insists on for key switching, which never happens: it is not part of a
+    ciphertext): 32 bytes per value, half of what NVFlare's ``HEBuilder`` defaults (60/40/40, scale 2**40)
+    give, and half the work. 100 bits of modulus at degree 8192 is far inside the 218 bits that are
+    128-bit secure. The 24 bits between the scale and the first prime hold sums up to about 8 million
+    times the model's magnitude (see :mod:`flruntime.he.packing` for what is summed); an averaged model
+    comes back with a relative error near 1e-8, far below the 1e-3 a model tolerates.
 
     Attributes:
         poly_modulus_degree: the polynomial degree N (a power of two); a ciphertext holds N/2 values.
-        coeff_mod_bit_sizes: bit sizes of the primes: the first holds the result, each middle one pays for
-            one rescale (the server needs one, for the weighted mean), the last is the special prime.
+        coeff_mod_bit_sizes: bit sizes of the primes: all but the last hold the ciphertexts (more of them
+            only cost bytes and time here), the last is the special prime.
         scale_bits: values are encoded times 2**scale_bits (the precision).
     """
 
     poly_modulus_degree: int = 8192
-    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40, 40)
-    scale_bits: int = 40
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40)
+    scale_bits: int = 36
 
     @property
     def slots(self) -> int:
-        """How many values one ciphertext holds."""
-        return self.poly_modulus_degree // 2
+        """How many values one ciphertext holds: N (two per complex CKKS slot, see :mod:`flruntime.he.seal`)."""
+        return self.poly_modulus_degree
 
     def check(self) -> None:
         """Raise ValueError, saying what to change, when the parameters cannot work or are not secure."""
         n, bits = self.poly_modulus_degree, list(self.coeff_mod_bit_sizes)
         if n not in MAX_COEFF_BITS:
             raise ValueError(f"poly_modulus_degree must be one of {sorted(MAX_COEFF_BITS)}, got {n}")
-        if len(bits) < 3:
+        if len(bits) < 2:
             raise ValueError(
-                f"coeff_mod_bit_sizes needs at least 3 primes (result, one rescale for the weighted mean, special), "
-                f"got {bits}"
+                f"coeff_mod_bit_sizes needs at least 2 primes (the ciphertexts' and TenSEAL's special one), got {bits}"
             )
         if any(not 20 <= b <= 60 for b in bits):
             raise ValueError(f"each of coeff_mod_bit_sizes must be 20 to 60 bits, got {bits}")
@@ -67,11 +72,8 @@ class HEParams:
                 f"coeff_mod_bit_sizes {bits} add up to {sum(bits)} bits, above the {MAX_COEFF_BITS[n]} bits that are "
                 f"secure (128-bit) for poly_modulus_degree {n}: use fewer or smaller primes or a larger degree"
             )
-        if not 20 <= self.scale_bits <= min(bits[1:-1]):
-            raise ValueError(
-                f"scale_bits must be 20 to {min(bits[1:-1])} (the middle primes' size, which a rescale divides by), "
-                f"got {self.scale_bits}"
-            )
+        if not 20 <= self.scale_bits:
+            raise ValueError(f"scale_bits must be at least 20, got {self.scale_bits}")
         if bits[0] < self.scale_bits + HEADROOM_BITS:
             raise ValueError(
                 f"the first prime ({bits[0]} bits) must exceed scale_bits ({self.scale_bits}) by at least "

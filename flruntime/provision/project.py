@@ -253,10 +253,11 @@ def _he_params(c: _Checker, raw: Mapping[str, Any], path: str) -> HEParams | Non
         c.add(f"{path}.args.scheme", f"only CKKS is supported, got {args['scheme']!r}")
         return None
     try:
+        default = HEParams()  # the same defaults as `flruntime he keys`
         params = HEParams(
-            int(args.get("poly_modulus_degree", 8192)),
-            tuple(int(b) for b in args.get("coeff_mod_bit_sizes", (60, 40, 40))),
-            int(args.get("scale_bits", 40)),
+            int(args.get("poly_modulus_degree", default.poly_modulus_degree)),
+            tuple(int(b) for b in args.get("coeff_mod_bit_sizes", default.coeff_mod_bit_sizes)),
+            int(args.get("scale_bits", default.scale_bits)),
         )
         params.check()
     except (TypeError, ValueError) as exc:

@@ -53,11 +53,12 @@ builders:
   # homomorphic encryption (needs pip install 'flruntime[he]'): the server kit gets server_context.tenseal
   # (no secret key), each client kit client_context.tenseal (the shared secret key). Remove it when no job
   # uses HE.
+  # The defaults (8192, [60, 40], 36) suit flruntime's add-only aggregation; NVFlare's [60, 40, 40] at 40 works too.
   - path: HEBuilder
     args:
       poly_modulus_degree: 8192
-      coeff_mod_bit_sizes: [60, 40, 40]
-      scale_bits: 40
+      coeff_mod_bit_sizes: [60, 40]
+      scale_bits: 36
   # Kubernetes: prod_NN/k8s/ holds a Namespace, a PersistentVolumeClaim for the workspaces, a Secret per kit,
   # the server's Deployment and Service and a Deployment per client (kubectl apply -f prod_NN/k8s/), and
   # prod_NN/docker/ the image they run (Dockerfile, build.sh). With it on, every kit connects to the server's
