@@ -505,6 +505,7 @@ def test_login_submit_list_download_and_bye(fed: Federation, terminal: Terminal,
     assert out.startswith("usage: list_jobs [-n NAME_PREFIX] [-d] [-u] [-r] [-m N] [JOB_ID_PREFIX]"), out
     # Ctrl-C drops the line being typed, not the console
     terminal.child.send("list_jobs half-typed")
+    terminal.expect("half-typed")  # readline has the line (a busy machine may take a moment)
     terminal.child.sendintr()
     terminal.expect(re.escape("^C" + PROMPT))
     assert terminal.command("list_jobs -m 1").startswith("---")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import zipfile
 from pathlib import Path
 
@@ -80,6 +81,9 @@ def test_five_jobs_abort_download_and_a_server_restart(fed: Federation, tmp_path
         for site in sites:  # every site's log came to the server while the job ran
             assert "val_acc_global_model" in (got / "sites" / site / "log.txt").read_text()
             assert (got / "sites" / site / "stats.jsonl").read_text().count("cpu_percent") >= 1
+        with sqlite3.connect(got / "mlflow.db") as db:  # system metrics reached the job's MLflow receiver too
+            keys = {row[0] for row in db.execute("SELECT DISTINCT key FROM metrics")}
+        assert {"system/cpu_percent", "system/rss_mib", "val_acc_global_model"} <= keys
         stats = s.show_stats(full)
         assert stats["server"]["rounds"] == 1 and stats["site-1"]["samples"] >= 1
         assert stats["site-1"]["rss_mib_max"] > 50
