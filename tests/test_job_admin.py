@@ -133,6 +133,7 @@ def test_every_role_and_command_is_authorised_as_the_policy_says_and_audited(fed
     with session(fed) as s:  # a job of org acme (submitted by the project admin)
         acme_job = s.submit(np_job(tmp_path / "acme", ["site-1", "site-2"], rounds=1))
         s.wait(acme_job, timeout=120)
+        victims = {name: s.clone(acme_job) for name in ADMINS}  # one acme job for each admin to try to delete
     outcomes: dict[tuple[str, str], bool] = {}
     for name, (role, org) in ADMINS.items():
         with session(fed, name) as s:
@@ -145,6 +146,8 @@ def test_every_role_and_command_is_authorised_as_the_policy_says_and_audited(fed
                 "job_logs": lambda s=s: s.logs(acme_job),
                 "download_job": lambda s=s, name=name: s.download(acme_job, tmp_path / name),
                 "clone_job": lambda s=s: s.clone(acme_job),
+                "resume_job": lambda s=s: s.resume(acme_job),
+                "delete_job": lambda s=s, name=name: s.delete(victims[name]),
                 "abort_job": lambda s=s, role=role: s.abort(s.clone(acme_job) if role == "project_admin" else acme_job),
                 "submit_job": lambda s=s, name=name: s.submit(
                     np_job(tmp_path / f"by_{name}", ["site-1"], 1, min_clients=1)

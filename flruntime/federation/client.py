@@ -186,6 +186,9 @@ class FederationClient:
                 log.warning("'%s' lost the server: %s; reconnecting", self.site, explain(exc, self.kit.target))
                 return
             self.heartbeat_interval = float(reply.get("heartbeat_interval", self.heartbeat_interval))
+            if reply.get("register"):
+                log.warning("'%s': the server does not know this client (it restarted); registering again", self.site)
+                return
             for job in reply.get("deploy", []):
                 self._start_job(str(job["job_id"]), str(job.get("name", "")))
             for job_id in reply.get("abort", []):

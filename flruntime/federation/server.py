@@ -267,22 +267,23 @@ class FederationServer:
             server=self.kit.name, project=self.kit.project, heartbeat_interval=self.settings.heartbeat_interval
         )
 
-    def _seen(self, site: str, context: grpc.ServicerContext) -> None:
+    def _seen(self, site: str, context: grpc.ServicerContext) -> bool:
+        """Note a heartbeat; False when the site never registered with this server (it restarted)."""
         with self._lock:
             entry = self._sites.get(site)
             if entry is None:
-                self._sites[site] = _Site(site, context.peer(), time.monotonic())
+                return False
+            if not entry.online:
                 log.info("client '%s' is back (heartbeat from %s)", site, context.peer())
-            else:
-                if not entry.online:
-                    log.info("client '%s' is back (heartbeat from %s)", site, context.peer())
-                entry.last_seen, entry.online = time.monotonic(), True
+            entry.last_seen, entry.online = time.monotonic(), True
             self._lock.notify_all()
+            return True
 
     def heartbeat(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         """A client says it is alive and which jobs it runs; the reply says which jobs to start or abort."""
         who = self._who(context, "Heartbeat", "client")
-        self._seen(who.name, context)
+        if not self._seen(who.name, context):  # this server does not know it yet: it must register (resources...)
+            return control(register=True, heartbeat_interval=self.settings.heartbeat_interval)
         running = set(read_control(request).get("jobs", []))
         with self._lock:
             entry = self._sites[who.name]
@@ -568,6 +569,8 @@ class FederationServer:
 
     def _launch(self, rec: JobRecord) -> None:
         folder = self.store.folder(rec.job_id)
+        if self.store.get(rec.job_id) is None or not folder.is_dir():  # deleted meanwhile
+            return
         meta = validate_job(folder, job_id=rec.job_id).job.meta_data
         spec = as_dict(meta.get("resource_spec"))
         gpus = {s: int(v.get(GPUS, 0) or 0) for s, v in spec.items() if isinstance(v, dict)}
