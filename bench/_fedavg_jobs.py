@@ -619,3 +619,15 @@ def find_nvflare(python: Path) -> str | None:
         return nvflare_version(python)
     print(f"NVFlare not found at {python}; create it with:\n  {NVFLARE_SETUP}\n", file=sys.stderr)
     return None
+
+
+def vm_hwm(pid: int) -> int | None:
+    """The kernel's peak RSS (``VmHWM``) of ``pid`` in bytes, or None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -169,18 +169,6 @@ def split(params: int, arrays: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _vm_hwm(pid: int) -> int | None:
-    """The kernel's peak RSS (``VmHWM``) of ``pid`` in bytes, or None when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 @dataclass
 class ProcPeak:
     """Peak memory of one process."""
@@ -269,7 +257,7 @@ class PocSampler(threading.Thread):
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
                 peak.peak_rss = max(peak.peak_rss, rss)
-                peak.vm_hwm = _vm_hwm(proc.pid) or peak.vm_hwm
+                peak.vm_hwm = jobs.vm_hwm(proc.pid) or peak.vm_hwm
                 peak.last_seen = now
                 tree += rss
             mem.tree_peak = max(mem.tree_peak, tree)

@@ -148,18 +148,6 @@ def free_port_pair() -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def vm_hwm(pid: int) -> int | None:
-    """The kernel's peak RSS (``VmHWM``) of ``pid`` in bytes, or None when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 @dataclass
 class ProcMemory:
     """Peak memory of one participant process."""
@@ -217,7 +205,7 @@ class Sampler(threading.Thread):
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             mem.peak_rss = max(mem.peak_rss, rss)
-            mem.vm_hwm = vm_hwm(mem.pid) or mem.vm_hwm
+            mem.vm_hwm = jobs.vm_hwm(mem.pid) or mem.vm_hwm
             mem.samples += 1
             mem.max_children = max(mem.max_children, children)
             total += rss
@@ -440,7 +428,7 @@ def run_flruntime_transfer(
         "tool": "flruntime",
         "mode": "processes from startup kits (poc.prepare)",
         "transport": "grpc, mutual TLS",
-        "host": "localhost",
+        "host": "127.0.0.1",
         "params": params,
         "arrays": arrays,
         "clients": clients,
