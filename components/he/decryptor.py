@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import time
 
-from flruntime.components.he.encryptor import DataKind, params_types
+from flruntime.components.he.encryptor import DataKind, SecretContextFilter, params_types
 
 from flruntime.he import packing, received
 from flruntime.he.contexts import LoadedContext, client_context
-from flruntime.roles import Filter
-from flruntime.runtime.context import RunContext, TaskContext
+from flruntime.runtime.context import TaskContext
 from flruntime.runtime.messages import MetaKey, ModelMessage
 
 log = logging.getLogger(__name__)
 
 
-class HEModelDecryptor(Filter):
+class HEModelDecryptor(SecretContextFilter):
     """Decrypts the CKKS ciphertexts of task data back into arrays of their original shapes and dtypes.
 
     The decrypted values are divided by the weight the layout states (see :mod:`flruntime.he.packing`).
@@ -33,14 +32,6 @@ class HEModelDecryptor(Filter):
         self.tenseal_context_file = tenseal_context_file
         self.types = params_types(data_kinds)
         self._context: LoadedContext | None = None
-
-    def preflight(self, ctx: RunContext) -> None:
-        """Check that this site has its secret context (before the run starts)."""
-        client_context(self.tenseal_context_file, ctx)
-
-    def setup(self, ctx: RunContext) -> None:
-        """Load the site's secret context."""
-        self._context = client_context(self.tenseal_context_file, ctx)
 
     def process(self, data: ModelMessage, ctx: TaskContext) -> ModelMessage:
         """Return ``data`` with its ciphertexts decrypted (unchanged when nothing is encrypted)."""

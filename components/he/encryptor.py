@@ -31,7 +31,22 @@ def params_types(data_kinds: list[DataKind] | None) -> set[ParamsType]:
     return {KINDS[k] for k in kinds}
 
 
-class HEModelEncryptor(Filter):
+class SecretContextFilter(Filter):
+    """A client filter that needs the site's secret HE context: checked before the run, loaded at its start."""
+
+    tenseal_context_file: str
+    _context: LoadedContext | None
+
+    def preflight(self, ctx: RunContext) -> None:
+        """Check that this site has its secret context (before the run starts)."""
+        client_context(self.tenseal_context_file, ctx)
+
+    def setup(self, ctx: RunContext) -> None:
+        """Load the site's secret context."""
+        self._context = client_context(self.tenseal_context_file, ctx)
+
+
+class HEModelEncryptor(SecretContextFilter):
     """Weighs a result's parameters and encrypts them with CKKS, packed into as few ciphertexts as possible.
 
     Each value is multiplied by the site's aggregation weight and, with ``weigh_by_local_iter``, by the
@@ -72,14 +87,6 @@ class HEModelEncryptor(Filter):
         self.weigh_by_local_iter = weigh_by_local_iter
         self.types = params_types(data_kinds)
         self._context: LoadedContext | None = None
-
-    def preflight(self, ctx: RunContext) -> None:
-        """Check that this site has its secret context (before the run starts)."""
-        client_context(self.tenseal_context_file, ctx)
-
-    def setup(self, ctx: RunContext) -> None:
-        """Load the site's secret context."""
-        self._context = client_context(self.tenseal_context_file, ctx)
 
     def _selected(self, names: list[str]) -> list[str]:
         if self.pattern is not None:
