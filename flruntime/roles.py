@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flruntime.runtime.context import RunContext, ServerContext, TaskContext
     from flruntime.runtime.messages import ModelMessage
+    from flruntime.runtime.streamed import ResultSink
+    from flruntime.transport.codec import ArraySpec
 
 
 class Workflow(ABC):
@@ -45,6 +47,23 @@ class Aggregator(ABC):
     @abstractmethod
     def accept(self, site: str, result: ModelMessage, ctx: RunContext) -> bool:
         """Fold one client's result in; return False when it is rejected."""
+
+    def open_contribution(
+        self, site: str, result: ModelMessage, arrays: list[ArraySpec], ctx: RunContext
+    ) -> ResultSink | None:
+        """Take a result whose arrays are still arriving, piece by piece; None (the default): send it whole.
+
+        Args:
+            site: the client.
+            result: the result without its arrays (metrics, meta, params type, round; ``params`` is empty).
+            arrays: its arrays, in the order their pieces will come.
+            ctx: the run.
+
+        Returns:
+            A sink for the pieces (closing it says whether the result was accepted), or None when this
+            aggregator needs the result whole (it then comes through :meth:`accept`).
+        """
+        return None
 
     @abstractmethod
     def aggregate(self, ctx: RunContext) -> ModelMessage:

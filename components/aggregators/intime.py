@@ -7,11 +7,14 @@ import re
 import threading
 from typing import Literal
 
-from flruntime.components.aggregators.weighted import WeightedSum
+import numpy as np
+from flruntime.components.aggregators.weighted import Fold, WeightedSum
 
 from flruntime.roles import Aggregator
 from flruntime.runtime.context import RunContext
 from flruntime.runtime.messages import MetaKey, ModelMessage, ParamsType
+from flruntime.runtime.streamed import Discard, ResultSink
+from flruntime.transport.codec import ArraySpec
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,13 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
 
     The weight of a result is ``aggregation_weights[site] × NUM_STEPS_CURRENT_ROUND`` (each 1.0 when absent);
     a variable's aggregate is ``Σ w·v / Σ w`` (``Σ v / Σ w`` without ``weigh_by_local_iter``), as in NVFlare.
+
+    Results that stream in (:meth:`open_contribution`, the federation's uploads) are folded in piece by
+    piece as their bytes arrive, so the server holds the running sum and no result. A stream that breaks
+    off leaves what arrived in the sum; when the client sends the result again it is completed from there
+    (exactly as if it had come whole). When the round is aggregated with a result still incomplete, each
+    value is divided by the weights of the results that reached it (a warning names the site and the share
+    that arrived), and a variable that an incomplete result alone reached in part is left out.
     """
 
     def __init__(
@@ -62,6 +72,8 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
         self._sum = WeightedSum()
         self._aggregate: ModelMessage | None = None
         self._sites: set[str] = set()
+        self._open: dict[str, tuple[Fold, list[ArraySpec]]] = {}
+        self._round = 0  # which round's sum a stream writes to (reset() starts the next)
         self._missing_steps: dict[str, int] = {}
 
     def weight_of(self, site: str, result: ModelMessage) -> float:
@@ -82,18 +94,67 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
             log.warning("rejecting result from %s: %s", site, reason)
             return False
         with self._lock:
-            if site in self._sites:
+            if site in self._sites or site in self._open:
                 log.warning("rejecting a second result from %s in this round", site)
                 return False
             self._sites.add(site)
             self._sum.add(result.params, self.weight_of(site, result), self.exclude, self.weigh_by_local_iter)
         return True
 
+    def open_contribution(
+        self, site: str, result: ModelMessage, arrays: list[ArraySpec], ctx: RunContext
+    ) -> ResultSink | None:
+        """Fold a result in as its arrays arrive.
+
+        None (the result comes whole, to :meth:`accept`) when it carries ``bytes`` values, or when a subclass
+        changed :meth:`accept` (the HE aggregator, a custom check): streaming would go around it.
+        """
+        if type(self).accept is not InTimeAccumulateWeightedAggregator.accept:
+            return None
+        if any(spec.dtype is None for spec in arrays):
+            return None
+        reason = rejection(result, self.expected, ctx)
+        if reason:
+            log.warning("rejecting result from %s: %s", site, reason)
+            return Discard()
+        weight = self.weight_of(site, result)
+        with self._lock:
+            if self._aggregate is not None:
+                log.warning("rejecting result from %s: this round was already aggregated", site)
+                return Discard()
+            if site in self._sites:
+                log.warning("rejecting a second result from %s in this round", site)
+                return Discard()
+            opened = self._open.get(site)
+            if opened is not None:
+                fold, before = opened
+                if before != arrays or fold.weight != weight:
+                    log.warning("rejecting a result from %s: it is not the one whose upload broke off", site)
+                    return Discard()
+                log.info("%s sent its result again: completing it from %.0f%%", site, 100 * fold.fraction)
+            else:
+                try:
+                    shapes = [(a.name, a.dtype, a.shape) for a in arrays if a.dtype is not None]
+                    fold = self._sum.begin(shapes, weight, self.exclude, self.weigh_by_local_iter)
+                except ValueError as exc:
+                    log.warning("rejecting result from %s: %s", site, exc)
+                    return Discard()
+                self._open[site] = (fold, arrays)
+        return _Contribution(self, site, fold, self._round)
+
     def aggregate(self, ctx: RunContext) -> ModelMessage:
         """Return the weighted mean of the accepted results (same params type as they had)."""
         with self._lock:
             if self._aggregate is None:  # the sums are divided in place: no model-sized copy
-                params = self._sum.mean(in_place=True)
+                for site, (fold, _) in self._open.items():
+                    log.warning(
+                        "round %s: the result of %s is incomplete (its upload broke off); the %.1f%% of its values "
+                        "that arrived are averaged in",
+                        ctx.current_round,
+                        site,
+                        100 * fold.fraction,
+                    )
+                params = self._sum.mean(in_place=True, partial=[fold for fold, _ in self._open.values()])
                 self._aggregate = ModelMessage(
                     params, self.expected, meta={"num_contributions": self._sum.count}, current_round=ctx.current_round
                 )
@@ -105,3 +166,41 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
             self._sum = WeightedSum()
             self._aggregate = None
             self._sites = set()
+            self._open = {}
+            self._round += 1
+
+
+class _Contribution:
+    """A result streaming into an :class:`InTimeAccumulateWeightedAggregator`'s running sum."""
+
+    def __init__(self, owner: InTimeAccumulateWeightedAggregator, site: str, fold: Fold, round_: int) -> None:
+        self.owner, self.site, self.fold, self.round = owner, site, fold, round_
+
+    def _live(self) -> bool:
+        return self.owner._round == self.round and self.owner._aggregate is None
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Fold a piece in (dropped once the round was aggregated)."""
+        with self.owner._lock:
+            if self._live():
+                self.fold.write(name, start, values)
+
+    def close(self) -> bool:
+        """Count the result when it arrived whole before the round was aggregated."""
+        with self.owner._lock:
+            if not self._live() or not self.fold.complete:
+                return False
+            self.fold.commit()
+            del self.owner._open[self.site]
+            self.owner._sites.add(self.site)
+            return True
+
+    def fail(self, reason: str) -> None:
+        """Keep what arrived; the client may send the result again."""
+        log.warning(
+            "the result of %s broke off after %.1f%% of its values (%s); they stay in the sum until it is sent "
+            "again or the round ends",
+            self.site,
+            100 * self.fold.fraction,
+            reason,
+        )

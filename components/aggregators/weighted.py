@@ -5,12 +5,16 @@ The maths are pure functions over a running state so they can be tested against 
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from flruntime.runtime.messages import Params
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,17 +50,70 @@ class WeightedSum:
                 self.weight[name] += weight
         self.count += 1
 
-    def mean(self, in_place: bool = False) -> Params:
+    def begin(
+        self,
+        arrays: list[tuple[str, np.dtype, tuple[int, ...]]],
+        weight: float,
+        exclude: re.Pattern[str] | None = None,
+        scale: bool = True,
+    ) -> Fold:
+        """Start folding in a contribution whose arrays will arrive piece by piece (:class:`Fold`).
+
+        Args:
+            arrays: name, dtype and shape of each variable, in the order their pieces come.
+            weight: the contribution's weight.
+            exclude: variables whose name this pattern finds are skipped.
+            scale: multiply the pieces by ``weight`` (as in :meth:`add`).
+
+        Raises:
+            ValueError: a variable whose shape differs from the one already summed (nothing is changed then).
+        """
+        sizes: dict[str, int] = {}
+        for name, _, shape in arrays:
+            if exclude is not None and exclude.search(name):
+                continue
+            if name in self.total and self.total[name].shape != tuple(shape):
+                raise ValueError(f"'{name}' has shape {list(shape)}, the others sent {list(self.total[name].shape)}")
+            sizes[name] = int(np.prod(shape))
+        for name, dtype, shape in arrays:
+            if name in sizes and name not in self.total:  # untouched zero pages until the pieces come
+                self.dtypes[name] = np.dtype(dtype)
+                acc = np.float64 if self.dtypes[name].kind in "iub" or self.dtypes[name] == np.float64 else np.float32
+                self.total[name] = np.zeros(shape, dtype=acc)
+        return Fold(self, sizes, weight, weight if scale else 1.0)
+
+    def mean(self, in_place: bool = False, partial: Iterable[Fold] = ()) -> Params:
         """Return ``total / weight`` per variable, in the dtype the variable arrived in (floats stay floats).
 
         Args:
             in_place: divide the running sums themselves and hand them out (no model-sized copy); the sum
                 is spent then.
+            partial: folds that did not finish (their stream broke off): each value is divided by the
+                weights of the contributions that reached it. A variable that some values of no contribution
+                reached is left out.
         """
+        reached: dict[str, list[tuple[int, float]]] = {}
+        for fold in partial:
+            for name, end in fold.done.items():
+                if end:
+                    reached.setdefault(name, []).append((end, fold.weight))
         out: Params = {}
         for name, total in self.total.items():
-            w = self.weight[name]
-            if in_place and w:
+            w = self.weight.get(name)
+            ends = reached.get(name)
+            if ends:
+                segments = _segments(total.size, w, ends)
+                if segments is None:
+                    log.warning("leaving '%s' out of the aggregate: only a broken-off result reached part of it", name)
+                    continue
+                value = total if in_place else total.copy()
+                flat = value.reshape(-1)
+                for start, end, weight in segments:
+                    if weight:
+                        flat[start:end] /= weight
+            elif w is None:
+                continue  # a partial contribution that never reached it
+            elif in_place and w:
                 total /= w
                 value = total
             else:
@@ -64,6 +121,86 @@ class WeightedSum:
             dtype = self.dtypes[name]
             out[name] = value.astype(dtype, copy=False) if dtype.kind == "f" else value
         return out
+
+
+class Fold:
+    """One contribution going into a :class:`WeightedSum` piece by piece (made by :meth:`WeightedSum.begin`).
+
+    Pieces of a variable come in order; a piece that repeats elements already folded in (the contribution sent
+    again after its stream broke off) is folded from where the last one ended, so a resent contribution
+    completes the first exactly.
+
+    Attributes:
+        sizes: elements of each variable it adds to.
+        weight: its weight.
+        factor: what its values are multiplied by (``weight``, or 1.0 for values the client weighted).
+        done: elements of each variable folded in so far.
+    """
+
+    def __init__(self, acc: WeightedSum, sizes: dict[str, int], weight: float, factor: float) -> None:
+        self.acc = acc
+        self.sizes = sizes
+        self.weight = weight
+        self.factor = factor
+        self.done = dict.fromkeys(sizes, 0)
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Fold elements ``[start, start + values.size)`` of ``name`` in (``total += factor * values``).
+
+        Raises:
+            ValueError: a piece that leaves a gap after what was folded, or runs past the variable's end.
+        """
+        if name not in self.sizes:
+            return
+        done, end = self.done[name], start + values.size
+        if end > self.sizes[name]:
+            raise ValueError(f"a piece of '{name}' runs past its {self.sizes[name]} elements")
+        if start > done:
+            raise ValueError(f"a piece of '{name}' starts at element {start}, after the {done} folded in")
+        if end <= done:
+            return
+        _add_scaled(self.acc.total[name].reshape(-1)[done:end], values.reshape(-1)[done - start :], self.factor)
+        self.done[name] = end
+
+    @property
+    def complete(self) -> bool:
+        """True when every element of every variable was folded in."""
+        return self.done == self.sizes
+
+    @property
+    def fraction(self) -> float:
+        """The share of the contribution's elements folded in so far."""
+        total = sum(self.sizes.values())
+        return sum(self.done.values()) / total if total else 1.0
+
+    def commit(self) -> None:
+        """Count the complete contribution: its weight joins each variable's sum of weights.
+
+        Raises:
+            ValueError: when it is not complete.
+        """
+        if not self.complete:
+            raise ValueError("the contribution is not complete")
+        for name in self.sizes:
+            self.acc.weight[name] = self.acc.weight.get(name, 0.0) + self.weight
+        self.acc.count += 1
+
+
+def _segments(size: int, full: float | None, ends: list[tuple[int, float]]) -> list[tuple[int, int, float]] | None:
+    """Split ``[0, size)`` where partial contributions stop.
+
+    Returns:
+        ``(start, end, weight)`` per piece; None when some elements have no contribution at all (``full`` is
+        None: no complete one).
+    """
+    cuts = sorted({0, size, *(min(end, size) for end, _ in ends)})
+    segments = []
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        reach = [w for stop, w in ends if stop >= end]
+        if full is None and not reach:
+            return None
+        segments.append((start, end, (full or 0.0) + sum(reach)))
+    return segments
 
 
 #: Elements per block when folding a contribution in: bounds the temporary ``weight * value`` buffer.

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
+
+import numpy as np
 
 from flruntime.events.types import EventType
 from flruntime.graph.refs import Ref
 from flruntime.roles import Aggregator, ModelPersistor, ShareableGenerator, Workflow
 from flruntime.runtime.context import ServerContext
 from flruntime.runtime.messages import MetaKey, ModelMessage, ReturnCode, TaskResult
+from flruntime.runtime.streamed import Discard, ResultSink
+from flruntime.transport.codec import ArraySpec
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,29 @@ class RoundMetrics:
     def mean(self) -> dict[str, float]:
         """Return each metric's weighted mean."""
         return {k: self.total[k] / self.weight[k] for k in self.total}
+
+
+class _Accepting:
+    """A result streaming into the aggregator; when it is whole and accepted, the round counts it."""
+
+    def __init__(self, inner: ResultSink, on_accept: Callable[[], object], ctx: ServerContext, site: str) -> None:
+        self.inner, self.on_accept, self.ctx, self.site = inner, on_accept, ctx, site
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Pass a piece to the aggregator."""
+        self.inner.write(name, start, values)
+
+    def close(self) -> bool:
+        """Count the result when the aggregator accepted it."""
+        if self.inner.close():
+            self.on_accept()
+            return True
+        self.ctx.bus.fire(EventType.AFTER_CONTRIBUTION_ACCEPT, site=self.site, accepted=False)
+        return False
+
+    def fail(self, reason: str) -> None:
+        """The stream broke off."""
+        self.inner.fail(reason)
 
 
 class ScatterAndGather(Workflow):
@@ -158,17 +185,13 @@ class ScatterAndGather(Workflow):
             failed: list[str] = []
             metrics = RoundMetrics()
 
-            def on_result(
-                result: TaskResult,
-                rnd: int = rnd,
-                ok: list[str] = ok,
-                failed: list[str] = failed,
-                metrics: RoundMetrics = metrics,
-            ) -> None:
+            def admit(
+                result: TaskResult, rnd: int = rnd, failed: list[str] = failed
+            ) -> ModelMessage | None:  # the result's data when it is for this round and did not fail
                 if result.rc != ReturnCode.OK or result.data is None:
                     failed.append(result.site)
                     log.warning("round %d: %s returned %s %s", rnd, result.site, result.rc, result.error)
-                    return
+                    return None
                 if result.headers.get("contribution_round") != rnd:
                     log.warning(
                         "round %d: discarding a result from %s made for round %s",
@@ -176,14 +199,37 @@ class ScatterAndGather(Workflow):
                         result.site,
                         result.headers.get("contribution_round"),
                     )
-                    return
+                    return None
                 result.data.current_round = rnd
-                ctx.bus.fire(EventType.BEFORE_CONTRIBUTION_ACCEPT, site=result.site, result=result.data)
-                accepted = aggregator.accept(result.site, result.data, ctx)
-                ctx.bus.fire(EventType.AFTER_CONTRIBUTION_ACCEPT, site=result.site, accepted=accepted)
-                if accepted:
-                    ok.append(result.site)
-                    metrics.add(result.data)
+                return result.data
+
+            def accepted(site: str, data: ModelMessage, ok: list[str] = ok, metrics: RoundMetrics = metrics) -> bool:
+                ctx.bus.fire(EventType.AFTER_CONTRIBUTION_ACCEPT, site=site, accepted=True)
+                ok.append(site)
+                metrics.add(data)
+                return True
+
+            def on_result(result: TaskResult, admit: Callable[..., ModelMessage | None] = admit) -> None:
+                data = admit(result)
+                if data is None:
+                    return
+                ctx.bus.fire(EventType.BEFORE_CONTRIBUTION_ACCEPT, site=result.site, result=data)
+                if aggregator.accept(result.site, data, ctx):
+                    accepted(result.site, data)
+                else:
+                    ctx.bus.fire(EventType.AFTER_CONTRIBUTION_ACCEPT, site=result.site, accepted=False)
+
+            def on_stream(
+                result: TaskResult, arrays: list[ArraySpec], admit: Callable[..., ModelMessage | None] = admit
+            ) -> ResultSink | None:
+                data = admit(result)
+                if data is None:
+                    return Discard()
+                sink = aggregator.open_contribution(result.site, data, arrays, ctx)
+                if sink is None:
+                    return None
+                ctx.bus.fire(EventType.BEFORE_CONTRIBUTION_ACCEPT, site=result.site, result=data, streamed=True)
+                return _Accepting(sink, lambda: accepted(result.site, data), ctx, result.site)
 
             comm.broadcast_and_wait(
                 self.train_task_name,
@@ -194,6 +240,7 @@ class ScatterAndGather(Workflow):
                 timeout=self.train_timeout,
                 headers={"current_round": rnd, "num_rounds": self.num_rounds, "contribution_round": rnd},
                 on_result=on_result,
+                on_stream=on_stream,
                 abort=ctx.abort,
             )
             if ctx.abort.is_set():

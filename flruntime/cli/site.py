@@ -21,6 +21,7 @@ ENV_DISPATCH_TIMEOUT = "FLRUNTIME_DISPATCH_TIMEOUT"
 ENV_RECONNECT_MAX = "FLRUNTIME_RECONNECT_MAX"
 ENV_MAX_JOBS = "FLRUNTIME_MAX_JOBS"
 ENV_MAX_UPLOAD = "FLRUNTIME_MAX_UPLOAD_MB"
+ENV_STREAM_RESULTS = "FLRUNTIME_STREAM_RESULTS"
 
 
 def register(verbs: Any) -> None:
@@ -33,7 +34,9 @@ def register(verbs: Any) -> None:
         "reconnects with backoff when the server is lost, and runs the jobs deployed to it. The kit's "
         "signature is checked first. Timing: FLRUNTIME_HEARTBEAT_INTERVAL (5 s), FLRUNTIME_HEARTBEAT_TIMEOUT "
         "(30 s), FLRUNTIME_DISPATCH_TIMEOUT (60 s), FLRUNTIME_RECONNECT_MAX (30 s); jobs at once "
-        "FLRUNTIME_MAX_JOBS (2), the largest job upload FLRUNTIME_MAX_UPLOAD_MB (1024). A server serves the web "
+        "FLRUNTIME_MAX_JOBS (2), the largest job upload FLRUNTIME_MAX_UPLOAD_MB (1024); "
+        "FLRUNTIME_STREAM_RESULTS=0 makes the server receive each task result whole before aggregating it "
+        "(default: folded in as it arrives). A server serves the web "
         "dashboard (sites, jobs, curves, cross-site heatmap, logs, downloads) when FLRUNTIME_DASHBOARD_PORT is set "
         "(0: a free port; the log says 'dashboard at URL'), on FLRUNTIME_DASHBOARD_HOST (127.0.0.1); admins log in "
         "with the one-time link `flruntime admin -c dashboard_login` prints. Exit 0 when stopped, "
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             dispatch_timeout=_seconds(ENV_DISPATCH_TIMEOUT, 60.0),
             max_jobs=int(_seconds(ENV_MAX_JOBS, 2)),
             max_upload=int(_seconds(ENV_MAX_UPLOAD, 1024) * 2**20),
+            stream_results=os.environ.get(ENV_STREAM_RESULTS, "1").strip().lower() not in ("0", "false", "no", "off"),
         )
         server = FederationServer(kit, workspace, settings)
         server.start()

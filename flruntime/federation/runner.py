@@ -44,8 +44,11 @@ class Settings:
         dispatch_timeout: how long a job waits for its clients to come online and join.
         max_upload: the largest job archive an admin may submit (bytes).
         max_jobs: jobs that may run at the same time (when their clients, resources and code allow).
-        max_concurrent_uploads: task results received at the same time (each is held whole until it is
-            aggregated, so this bounds the server's memory at about this many models beyond its own).
+        max_concurrent_uploads: task results held whole at the same time (a result the workflow cannot fold
+            in as it streams is held whole until it is aggregated, so this bounds the server's memory then);
+            streamed results hold a chunk each and are not counted.
+        stream_results: fold results into the aggregate while they arrive, when the job's workflow and
+            aggregator can (no server result filters); False: receive each result whole first.
     """
 
     heartbeat_interval: float = 5.0
@@ -54,6 +57,7 @@ class Settings:
     max_upload: int = MAX_UPLOAD
     max_concurrent_uploads: int = 1
     max_jobs: int = 2
+    stream_results: bool = True
 
 
 @dataclass

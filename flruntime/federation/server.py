@@ -33,9 +33,10 @@ from flruntime.federation.policy import AUDIT_FILE, AuditLog
 from flruntime.federation.runner import JobRun, JobRunner, Settings, SiteState
 from flruntime.runtime.communicator import Shutdown
 from flruntime.runtime.messages import TaskResult
-from flruntime.transport.codec import CodecError
+from flruntime.runtime.streamed import ResultSink
+from flruntime.transport.codec import ArraySpec, CodecError
 from flruntime.transport.grpc_link import OPTIONS, generic_handler, identity, server_credentials
-from flruntime.transport.streaming import as_dict, assemble, control, iter_bytes, iter_message, read_control
+from flruntime.transport.streaming import as_dict, control, iter_bytes, iter_message, read_control, receive
 
 if TYPE_CHECKING:
     from flruntime.dashboard.service import Dashboard
@@ -295,18 +296,29 @@ class FederationServer(JobRunner):
                 )
 
     def submit(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        """Receive a task result as a chunked stream and hand it to the job's communicator."""
+        """Receive a task result as a chunked stream: folded into the aggregate as it arrives, or whole."""
         who = self._who(context, "Submit", "client")
-        with self._uploads:  # one result in memory at a time: the others wait, flow-controlled, in their streams
-            try:
-                head, buf = assemble(request_iterator)
-                result = buf.message() if buf is not None else None
-            except CodecError as exc:
-                log.warning("refused a result from '%s': %s", who.name, exc)
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            return self._deliver(context, who, head, result)
 
-    def _deliver(self, context: grpc.ServicerContext, who: Member, head: dict[str, Any], result: Any) -> bytes:
+        def open_sink(head: dict[str, Any], message: Any, arrays: list[ArraySpec]) -> ResultSink | None:
+            result = self._own_result(context, who, message)
+            run = self._run_for(context, head.get("job_id"))
+            return run.comm.open_stream(result, arrays) if run is not None else None
+
+        try:  # results held whole are bounded by _uploads: the others wait, flow-controlled, in their streams
+            got = receive(request_iterator, open_sink if self.settings.stream_results else None, whole=self._uploads)
+        except CodecError as exc:
+            log.warning("refused a result from '%s': %s", who.name, exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if got.accepted is not None:
+            return control(accepted=got.accepted)
+        result = self._own_result(context, who, got.message)
+        run = self._run_for(context, got.head.get("job_id"))
+        if run is None:
+            return control(accepted=False, reason="the job is not running")
+        return control(accepted=run.comm.submit(result))
+
+    def _own_result(self, context: grpc.ServicerContext, who: Member, result: Any) -> TaskResult:
+        """``result`` when it is a task result of the caller's own site (the call is aborted otherwise)."""
         if not isinstance(result, TaskResult):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a task result")
         assert isinstance(result, TaskResult)
@@ -318,10 +330,7 @@ class FederationServer(JobRunner):
                 context.peer(),
                 f"'{who.name}' sent a result in the name of '{result.site}'",
             )
-        run = self._run_for(context, head.get("job_id"))
-        if run is None:
-            return control(accepted=False, reason="the job is not running")
-        return control(accepted=run.comm.submit(result))
+        return result
 
     def event(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         """A federated event from a client's job."""

@@ -5,6 +5,8 @@ A workflow posts a task for some clients and waits for their results with
 transport, which calls :meth:`Communicator.pull` and :meth:`Communicator.submit`. Each result is
 handed to the workflow's callback as it arrives (so aggregation happens in time, with memory
 O(model)); results that come after the workflow stopped waiting, or twice, are reported and dropped.
+A transport that receives results in chunks may instead :meth:`Communicator.open_stream` a result once its
+header is in and hand its arrays over piece by piece, when the workflow takes streamed results.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from flruntime.runtime.log_context import as_site
 from flruntime.runtime.messages import ModelMessage, Task, TaskResult
+from flruntime.runtime.streamed import Discard, ResultSink
+from flruntime.transport.codec import ArraySpec
 
 log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[TaskResult], None]
+#: Asked for a sink for a result whose arrays are still arriving (None: the result is to come whole).
+StreamCallback = Callable[[TaskResult, list[ArraySpec]], ResultSink | None]
 
 #: Client events kept while the server is still starting.
 EARLY_EVENTS = 100_000
@@ -45,8 +53,10 @@ class _Group:
     targets: list[str]
     task_ids: dict[str, str]
     on_result: ResultCallback | None
+    on_stream: StreamCallback | None = None
     results: dict[str, TaskResult] = field(default_factory=dict)
     lost: set[str] = field(default_factory=set)
+    streaming: set[str] = field(default_factory=set)
     open: bool = True
     min_reached_at: float | None = None
 
@@ -101,6 +111,7 @@ class Communicator:
                 return
             self._removed.add(site)
             for group in {id(g): g for g in self._groups.values()}.values():
+                group.streaming.discard(site)  # an upload it left hanging does not hold the round
                 if site in group.task_ids and site not in group.results:
                     group.lost.add(site)
                     log.warning("task '%s': %s went away; not waiting for its result", group.name, site)
@@ -134,19 +145,30 @@ class Communicator:
                 return queue.popleft()
             return SHUTDOWN
 
+    def _group_for(self, result: TaskResult) -> _Group | None:
+        """The open broadcast a result belongs to; None (reported) when it is late or a duplicate."""
+        self.last_seen[result.site] = time.monotonic()
+        group = self._groups.get(result.task_id)
+        if group is None:
+            reason = "its task was already closed" if result.task_id in self._closed_tasks else "unknown task"
+            self.late.append(LateResult(result.site, result.name, reason))
+            log.warning("dropping result of task '%s' from %s: %s", result.name, result.site, reason)
+            return None
+        if (
+            result.site in group.results
+            or result.site in group.streaming
+            or group.task_ids.get(result.site) != result.task_id
+        ):
+            self.late.append(LateResult(result.site, result.name, "duplicate"))
+            log.warning("dropping duplicate result of task '%s' from %s", result.name, result.site)
+            return None
+        return group
+
     def submit(self, result: TaskResult) -> bool:
         """Deliver a client's result; returns False when it was late or a duplicate (and is dropped)."""
         with self._cond, as_site("server"):  # its messages belong to the server, whichever thread delivers
-            self.last_seen[result.site] = time.monotonic()
-            group = self._groups.get(result.task_id)
+            group = self._group_for(result)
             if group is None:
-                reason = "its task was already closed" if result.task_id in self._closed_tasks else "unknown task"
-                self.late.append(LateResult(result.site, result.name, reason))
-                log.warning("dropping result of task '%s' from %s: %s", result.name, result.site, reason)
-                return False
-            if result.site in group.results or group.task_ids.get(result.site) != result.task_id:
-                self.late.append(LateResult(result.site, result.name, "duplicate"))
-                log.warning("dropping duplicate result of task '%s' from %s", result.name, result.site)
                 return False
             if self.result_filter is not None:
                 with as_site("server"):
@@ -162,6 +184,32 @@ class Communicator:
                 group.results[result.site] = result
             self._cond.notify_all()
             return True
+
+    def open_stream(self, result: TaskResult, arrays: list[ArraySpec]) -> ResultSink | None:
+        """Offer a result whose arrays are still arriving (``result`` has no arrays yet).
+
+        Returns:
+            A sink for its arrays (closing it delivers the result, as :meth:`submit` does), or None when the
+            result must come whole through :meth:`submit`: the server filters results, or the waiting
+            workflow or its aggregator needs whole results.
+        """
+        with self._cond, as_site("server"):
+            group = self._group_for(result)
+            if group is None:
+                return Discard()
+            if self.result_filter is not None or group.on_stream is None or result.data is None:
+                return None
+            group.streaming.add(result.site)
+        inner: ResultSink | None = None
+        try:
+            with as_site("server"):
+                inner = group.on_stream(result, arrays)
+        finally:
+            if inner is None:
+                with self._cond:
+                    group.streaming.discard(result.site)
+                    self._cond.notify_all()
+        return _GroupSink(self, group, result, inner) if inner is not None else None
 
     def deliver_event(self, site: str, name: str, data: dict[str, Any]) -> None:
         """Hand a client's federated event to the server's event sink.
@@ -217,6 +265,7 @@ class Communicator:
         timeout: float = 0.0,
         headers: dict[str, Any] | None = None,
         on_result: ResultCallback | None = None,
+        on_stream: StreamCallback | None = None,
         abort: threading.Event | None = None,
     ) -> dict[str, TaskResult]:
         """Send a task to clients and wait for their results.
@@ -230,6 +279,9 @@ class Communicator:
             timeout: stop waiting after this many seconds (0: no limit).
             headers: headers sent with the task (clients echo them back).
             on_result: called with each result as it arrives, under the communicator's lock.
+            on_stream: asked for a sink for each result a transport streams in (:meth:`open_stream`); None,
+                or a None answer, lets the result come whole to ``on_result``. While a result streams in, the
+                wait does not end early (only at ``timeout`` or ``abort``).
             abort: stop waiting when set.
 
         Returns:
@@ -238,7 +290,7 @@ class Communicator:
         """
         sites = list(targets) if targets is not None else self.clients()
         need = len(sites) if min_responses is None else min(min_responses, len(sites))
-        group = _Group(task_name, sites, {}, on_result)
+        group = _Group(task_name, sites, {}, on_result, on_stream)
         start = time.monotonic()
         with self._cond:
             for site in sites:
@@ -264,7 +316,7 @@ class Communicator:
                 if abort is not None and abort.is_set():
                     break
                 waits = [0.5]
-                if group.min_reached_at is not None:
+                if group.min_reached_at is not None and not group.streaming:
                     left = group.min_reached_at + wait_time_after_min_received - now
                     if left <= 0:
                         break
@@ -290,3 +342,40 @@ class Communicator:
             if queue:  # withdraw tasks nobody picked up
                 for task in [t for t in queue if t.task_id == task_id]:
                     queue.remove(task)
+
+
+class _GroupSink:
+    """A streamed result on its way to a broadcast's workflow: delivered when it is whole and the wait is on."""
+
+    def __init__(self, comm: Communicator, group: _Group, result: TaskResult, inner: ResultSink) -> None:
+        self.comm, self.group, self.result, self.inner = comm, group, result, inner
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Pass a piece on."""
+        self.inner.write(name, start, values)
+
+    def close(self) -> bool:
+        """Deliver the result (False when the wait for it ended meanwhile)."""
+        site = self.result.site
+        with self.comm._cond, as_site("server"):
+            self.group.streaming.discard(site)
+            self.comm._cond.notify_all()
+            if not self.group.open:
+                self.inner.fail("the task was closed before the result was complete")
+                self.comm.late.append(LateResult(site, self.result.name, "its task was closed while it arrived"))
+                log.warning("result of task '%s' from %s arrived after its task was closed", self.result.name, site)
+                return False
+            self.group.results[site] = dataclasses.replace(self.result, data=None)
+            try:
+                return self.inner.close()
+            except Exception:
+                log.exception("processing the result of '%s' from %s failed", self.result.name, site)
+                return False
+
+    def fail(self, reason: str) -> None:
+        """The stream broke off: the site may send its result again."""
+        with self.comm._cond:
+            self.group.streaming.discard(self.result.site)
+            self.comm._cond.notify_all()
+        with as_site("server"):
+            self.inner.fail(reason)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -148,9 +149,13 @@ def prefix_size(first: bytes | bytearray | memoryview) -> int | None:
     return 8 + int(size)
 
 
-def _model(h: dict[str, Any], tensors: dict[str, Any]) -> ModelMessage:
+def _model(h: dict[str, Any], tensors: dict[str, Any] | None) -> ModelMessage:
     names = h.get("params")
-    params = {n: tensors[n] for n in names} if names is not None else None
+    params: dict[str, Any] | None
+    if names is None:
+        params = None
+    else:  # without tensors (a header decoded alone) the arrays follow and are described elsewhere
+        params = {n: tensors[n] for n in names} if tensors is not None else {}
     return ModelMessage(
         params,
         ParamsType(h.get("params_type", "FULL")),
@@ -159,6 +164,87 @@ def _model(h: dict[str, Any], tensors: dict[str, Any]) -> ModelMessage:
         h.get("current_round"),
         h.get("total_rounds"),
     )
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Where one array lies in a message's byte section.
+
+    Attributes:
+        name: the parameter's name.
+        dtype: its numpy dtype (None for a ``bytes`` value).
+        shape: its shape.
+        offset: its first byte in the byte section.
+        nbytes: its length in bytes.
+    """
+
+    name: str
+    dtype: np.dtype | None
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+    @property
+    def size(self) -> int:
+        """The number of elements (bytes for a ``bytes`` value)."""
+        return self.nbytes if self.dtype is None else self.nbytes // self.dtype.itemsize
+
+
+def _spec(raw: Any, body_size: int) -> ArraySpec:
+    try:
+        name, offset, nbytes = str(raw["name"]), int(raw["offset"]), int(raw["nbytes"])
+        shape = tuple(int(n) for n in raw["shape"])
+        dtype = None if raw["dtype"] == "bytes" else np.dtype(raw["dtype"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"bad array entry in the message header: {exc}") from exc
+    if dtype is not None and dtype.kind not in _ALLOWED_KINDS:
+        raise CodecError(f"array '{name}' has a forbidden dtype {raw['dtype']}")
+    if offset < 0 or nbytes < 0 or offset + nbytes > body_size:
+        raise CodecError(f"array '{name}' runs past the end of the message")
+    if min(shape, default=0) < 0 or (dtype is not None and int(np.prod(shape)) * dtype.itemsize != nbytes):
+        raise CodecError(f"array '{name}' has {nbytes} bytes, which is not its shape {list(shape)}")
+    return ArraySpec(name, dtype, shape, offset, nbytes)
+
+
+def _header(view: memoryview) -> tuple[dict[str, Any], int]:
+    """The JSON header of a message and where its byte section starts."""
+    if len(view) < 8 or bytes(view[:4]) != MAGIC:
+        raise CodecError("not an flruntime message (bad magic)")
+    (size,) = struct.unpack(">I", view[4:8])
+    if 8 + size > len(view):
+        raise CodecError("the message header runs past the end of the message")
+    try:
+        header = json.loads(bytes(view[8 : 8 + size]))
+    except ValueError as exc:
+        raise CodecError(f"bad message header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CodecError("bad message header: not a JSON object")
+    return header, 8 + size
+
+
+def _message(header: dict[str, Any], tensors: dict[str, Any] | None) -> ModelMessage | Task | TaskResult:
+    kind = header.get("type")
+    try:
+        if kind == "model":
+            return _model(header["model"], tensors)
+        if kind == "task":
+            return Task(
+                header["task_id"], header["name"], _model(header["model"], tensors), header.get("headers") or {}
+            )
+        if kind == "result":
+            model = _model(header["model"], tensors) if header.get("model") is not None else None
+            return TaskResult(
+                header["task_id"],
+                header["name"],
+                header["site"],
+                ReturnCode(header["rc"]),
+                model,
+                header.get("headers") or {},
+                header.get("error", ""),
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CodecError(f"bad message header: {exc!r}") from exc
+    raise CodecError(f"unknown message type {kind!r}")
 
 
 def decode(data: bytes | bytearray | memoryview) -> ModelMessage | Task | TaskResult:
@@ -173,43 +259,46 @@ def decode(data: bytes | bytearray | memoryview) -> ModelMessage | Task | TaskRe
     view = memoryview(data)
     if view.readonly:
         view = memoryview(bytearray(view))
-    if len(view) < 8 or bytes(view[:4]) != MAGIC:
-        raise CodecError("not an flruntime message (bad magic)")
-    (size,) = struct.unpack(">I", view[4:8])
-    try:
-        header = json.loads(bytes(view[8 : 8 + size]))
-    except ValueError as exc:
-        raise CodecError(f"bad message header: {exc}") from exc
-    body = view[8 + size :]
+    header, start = _header(view)
+    body = view[start:]
     tensors: dict[str, Any] = {}
-    for spec in header.get("arrays", []):
-        start, end = int(spec["offset"]), int(spec["offset"]) + int(spec["nbytes"])
-        if end > len(body):
-            raise CodecError(f"array '{spec['name']}' runs past the end of the message")
-        if spec["dtype"] == "bytes":
-            tensors[spec["name"]] = bytes(body[start:end])
-            continue
-        dtype = np.dtype(spec["dtype"])
-        if dtype.kind not in _ALLOWED_KINDS:
-            raise CodecError(f"array '{spec['name']}' has a forbidden dtype {spec['dtype']}")
-        tensors[spec["name"]] = np.frombuffer(body[start:end], dtype=dtype).reshape(spec["shape"])
-    kind = header.get("type")
-    if kind == "model":
-        return _model(header["model"], tensors)
-    if kind == "task":
-        return Task(header["task_id"], header["name"], _model(header["model"], tensors), header.get("headers") or {})
-    if kind == "result":
-        model = _model(header["model"], tensors) if header.get("model") is not None else None
-        return TaskResult(
-            header["task_id"],
-            header["name"],
-            header["site"],
-            ReturnCode(header["rc"]),
-            model,
-            header.get("headers") or {},
-            header.get("error", ""),
-        )
-    raise CodecError(f"unknown message type {kind!r}")
+    for raw in header.get("arrays", []):
+        spec = _spec(raw, len(body))
+        part = body[spec.offset : spec.offset + spec.nbytes]
+        if spec.dtype is None:
+            tensors[spec.name] = bytes(part)
+        else:
+            tensors[spec.name] = np.frombuffer(part, dtype=spec.dtype).reshape(spec.shape)
+    return _message(header, tensors)
 
 
-__all__ = ["CodecError", "decode", "encode", "encode_parts", "prefix_size"]
+def decode_head(
+    prefix: bytes | bytearray | memoryview, body_size: int
+) -> tuple[ModelMessage | Task | TaskResult, list[ArraySpec]]:
+    """Decode a message's prefix alone, for a receiver that takes its arrays as they stream in.
+
+    Args:
+        prefix: the message's first :func:`prefix_size` bytes.
+        body_size: the length of the byte section that follows.
+
+    Returns:
+        The message without its arrays (its model's ``params`` is an empty dict when it has arrays, None
+        when it has none) and the arrays' places, in the order they come; they must tile the byte section
+        exactly, as :func:`encode` writes them.
+
+    Raises:
+        CodecError: a bad header, or arrays that overlap, leave gaps or do not fill ``body_size``.
+    """
+    header, _ = _header(memoryview(prefix))
+    specs = [_spec(raw, body_size) for raw in header.get("arrays", [])]
+    at = 0
+    for spec in specs:
+        if spec.offset != at:
+            raise CodecError(f"array '{spec.name}' starts at byte {spec.offset}, not at {at} where the last ended")
+        at += spec.nbytes
+    if at != body_size:
+        raise CodecError(f"the arrays fill {at} bytes but the message has {body_size}")
+    return _message(header, None), specs
+
+
+__all__ = ["ArraySpec", "CodecError", "decode", "decode_head", "encode", "encode_parts", "prefix_size"]
