@@ -72,21 +72,47 @@ def test_the_reader_gives_every_array_whole_from_any_chunking(chunk):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda a: a[1].update(offset=0), "array 'b' starts at byte 0, not at 16 where the last ended"),
-        (lambda a: a[0].update(nbytes=a[0]["nbytes"] - 4), "is not its shape"),
-        (lambda a: a[0].update(dtype="|O"), "forbidden dtype"),
-        (lambda a: a.pop(), "the arrays fill"),
+        (lambda h: h["arrays"][1].update(offset=0), "array 'b' starts at byte 0, not at 16 where the last ended"),
+        (lambda h: h["arrays"][0].update(nbytes=12), "is not its shape"),
+        (lambda h: h["arrays"][0].update(shape=[2**62 + 1, 4]), "is not its shape"),  # no int64 wrap-around
+        (lambda h: h["arrays"][0].update(dtype="|O"), "forbidden dtype"),
+        (lambda h: h["arrays"].pop(), "the arrays fill"),
+        (lambda h: h["arrays"][1].update(name="a"), "array 'a' appears twice in the message"),
+        (
+            lambda h: (h["arrays"][1].update(name="a"), h["model"].update(params=["a", "a"])),
+            "array 'a' appears twice in the message",
+        ),
+        (lambda h: h["model"].update(params=["b", "a"]), r"the message's arrays \['a', 'b'\] are not the parameters"),
     ],
-    ids=["overlap", "short", "object", "missing"],
+    ids=["overlap", "short", "overflow", "object", "missing", "twice", "twice-listed", "order"],
 )
 def test_a_header_whose_arrays_do_not_tile_the_message_is_refused(change, message):
+    from flruntime.transport.codec import decode
+
     wire = bytes(encode(_result("site-1", {"a": np.ones(4, np.float32), "b": np.ones(3, np.float32)})))
     need = prefix_size(wire)
     header = json.loads(wire[8:need])
-    change(header["arrays"])
+    change(header)
     head = json.dumps(header).encode()
     with pytest.raises(CodecError, match=message):
         decode_head(b"FLR1" + struct.pack(">I", len(head)) + head, len(wire) - need)
+    if "twice" in message:  # the whole path refuses it too
+        with pytest.raises(CodecError, match=message):
+            decode(b"FLR1" + struct.pack(">I", len(head)) + head + wire[need:])
+
+
+def test_a_header_longer_than_the_announced_message_is_refused_at_once():
+    consumed = []
+
+    def chunks():
+        yield json.dumps({"size": 100}).encode()
+        for i in itertools.count():
+            consumed.append(i)
+            yield b"FLR1" + struct.pack(">I", 200_000_000) + b"x" * 92 if i == 0 else b"x" * 1_000_000
+
+    with pytest.raises(CodecError, match="the message's header claims 200000008 bytes, more than the 100 announced"):
+        receive(chunks(), lambda head, msg, arrays: Recorder())
+    assert consumed == [0]
 
 
 class Recorder:
@@ -284,7 +310,33 @@ def test_a_client_that_goes_away_mid_upload_is_not_waited_for(tmp_path):
     comm.remove("site-2")  # its heartbeats stopped
     thread.join(timeout=30)
     assert set(out["results"]) == {"site-1"}
-    assert sink.close() is False  # the rest came after all, too late
+    sink.write("w", 4, np.full(6, 4.0, np.float32))  # the rest came after all, too late: dropped
+    assert sink.close() is False
+    np.testing.assert_array_equal(agg.aggregate(ctx).params["w"], [2.5] * 4 + [1.0] * 6)
+
+
+def test_a_result_the_workflow_fails_to_open_is_delivered_not_lost(tmp_path, caplog):
+    comm, agg, ctx = Communicator(["site-1"]), InTimeAccumulateWeightedAggregator(), _ctx(tmp_path)
+    thread, tasks, out = _round(comm, agg, ctx)
+    bad = _result("site-1", {"w": np.ones(3, np.float32)}, task_id=tasks["site-1"])
+    bad.data.meta[MetaKey.NUM_STEPS_CURRENT_ROUND] = "abc"
+    with caplog.at_level(logging.ERROR):
+        assert Clients(comm).send(bad) is False
+    thread.join(timeout=30)
+    assert set(out["results"]) == {"site-1"}  # the round did not wait for it
+    assert "processing the result of 'train' from site-1 failed" in caplog.text
+
+
+def test_an_upload_that_stalls_does_not_hold_the_round(tmp_path):
+    comm, agg, ctx = Communicator(["site-1", "site-2"]), InTimeAccumulateWeightedAggregator(), _ctx(tmp_path)
+    comm.stalled_upload = 0.2
+    thread, tasks, out = _round(comm, agg, ctx, min_responses=1, wait_time_after_min_received=0)
+    r2 = _result("site-2", {"w": np.full(10, 4.0, np.float32)}, task_id=tasks["site-2"])
+    sink = comm.open_stream(r2, _body(r2)[1])
+    sink.write("w", 0, np.full(4, 4.0, np.float32))  # then nothing more
+    Clients(comm).send(_result("site-1", {"w": np.ones(10, np.float32)}, task_id=tasks["site-1"]))
+    thread.join(timeout=30)
+    assert not thread.is_alive() and set(out["results"]) == {"site-1"}
     np.testing.assert_array_equal(agg.aggregate(ctx).params["w"], [2.5] * 4 + [1.0] * 6)
 
 

@@ -140,7 +140,7 @@ class InTimeAccumulateWeightedAggregator(Aggregator):
                     log.warning("rejecting result from %s: %s", site, exc)
                     return Discard()
                 self._open[site] = (fold, arrays)
-        return _Contribution(self, site, fold, self._round)
+            return _Contribution(self, site, fold, self._round)
 
     def aggregate(self, ctx: RunContext) -> ModelMessage:
         """Return the weighted mean of the accepted results (same params type as they had)."""
@@ -191,7 +191,7 @@ class _Contribution:
             if not self._live() or not self.fold.complete:
                 return False
             self.fold.commit()
-            del self.owner._open[self.site]
+            self.owner._open.pop(self.site, None)
             self.owner._sites.add(self.site)
             return True
 

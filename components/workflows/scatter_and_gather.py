@@ -47,8 +47,10 @@ class RoundMetrics:
 class _Accepting:
     """A result streaming into the aggregator; when it is whole and accepted, the round counts it."""
 
-    def __init__(self, inner: ResultSink, on_accept: Callable[[], object], ctx: ServerContext, site: str) -> None:
-        self.inner, self.on_accept, self.ctx, self.site = inner, on_accept, ctx, site
+    def __init__(
+        self, inner: ResultSink, on_accept: Callable[[], object], ctx: ServerContext, site: str, data: ModelMessage
+    ) -> None:
+        self.inner, self.on_accept, self.ctx, self.site, self.data = inner, on_accept, ctx, site, data
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
         """Pass a piece to the aggregator."""
@@ -56,6 +58,7 @@ class _Accepting:
 
     def close(self) -> bool:
         """Count the result when the aggregator accepted it."""
+        self.ctx.bus.fire(EventType.BEFORE_CONTRIBUTION_ACCEPT, site=self.site, result=self.data, streamed=True)
         if self.inner.close():
             self.on_accept()
             return True
@@ -228,8 +231,7 @@ class ScatterAndGather(Workflow):
                 sink = aggregator.open_contribution(result.site, data, arrays, ctx)
                 if sink is None:
                     return None
-                ctx.bus.fire(EventType.BEFORE_CONTRIBUTION_ACCEPT, site=result.site, result=data, streamed=True)
-                return _Accepting(sink, lambda: accepted(result.site, data), ctx, result.site)
+                return _Accepting(sink, lambda: accepted(result.site, data), ctx, result.site, data)
 
             comm.broadcast_and_wait(
                 self.train_task_name,

@@ -315,7 +315,19 @@ class GrpcConnection:
             self.bytes_up += size
             return reply
 
-        reply = self.client.retry(f"job {self.job_id}: sending the result of '{result.name}'", send, self._give_up)
+        try:
+            reply = self.client.retry(f"job {self.job_id}: sending the result of '{result.name}'", send, self._give_up)
+        except grpc.RpcError as exc:  # refused as it is (e.g. a malformed result): the job goes on without it
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            log.error(
+                "job %s: the server refused the result of '%s' (%s: %s)",
+                self.job_id,
+                result.name,
+                code.name if code else "error",
+                details,
+            )
+            return False
         if reply is None:
             return False
         accepted = bool(read_control(reply).get("accepted"))

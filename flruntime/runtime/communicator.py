@@ -37,6 +37,9 @@ StreamCallback = Callable[[TaskResult, list[ArraySpec]], ResultSink | None]
 #: Client events kept while the server is still starting.
 EARLY_EVENTS = 100_000
 
+#: Seconds without bytes after which an upload in progress no longer holds a broadcast's wait open.
+STALLED_UPLOAD = 30.0
+
 
 class Shutdown:
     """Returned by :meth:`Communicator.pull` when the job has ended and the client should stop."""
@@ -56,7 +59,7 @@ class _Group:
     on_stream: StreamCallback | None = None
     results: dict[str, TaskResult] = field(default_factory=dict)
     lost: set[str] = field(default_factory=set)
-    streaming: set[str] = field(default_factory=set)
+    streaming: dict[str, float] = field(default_factory=dict)  # site -> when its upload last sent bytes
     open: bool = True
     min_reached_at: float | None = None
 
@@ -86,6 +89,7 @@ class Communicator:
         self._early_events: deque[tuple[str, str, dict[str, Any]]] = deque()
         self.data_filter: Callable[[Task], Task] | None = None
         self.result_filter: Callable[[TaskResult], TaskResult] | None = None
+        self.stalled_upload = STALLED_UPLOAD
         for site in clients:
             self.register(site)
 
@@ -111,7 +115,7 @@ class Communicator:
                 return
             self._removed.add(site)
             for group in {id(g): g for g in self._groups.values()}.values():
-                group.streaming.discard(site)  # an upload it left hanging does not hold the round
+                group.streaming.pop(site, None)  # an upload it left hanging does not hold the round
                 if site in group.task_ids and site not in group.results:
                     group.lost.add(site)
                     log.warning("task '%s': %s went away; not waiting for its result", group.name, site)
@@ -199,17 +203,17 @@ class Communicator:
                 return Discard()
             if self.result_filter is not None or group.on_stream is None or result.data is None:
                 return None
-            group.streaming.add(result.site)
-        inner: ResultSink | None = None
-        try:
-            with as_site("server"):
+            try:
                 inner = group.on_stream(result, arrays)
-        finally:
+            except Exception:  # like a failing result callback: the result counts as delivered, not aggregated
+                log.exception("processing the result of '%s' from %s failed", result.name, result.site)
+                group.results[result.site] = dataclasses.replace(result, data=None)
+                self._cond.notify_all()
+                return Discard()
             if inner is None:
-                with self._cond:
-                    group.streaming.discard(result.site)
-                    self._cond.notify_all()
-        return _GroupSink(self, group, result, inner) if inner is not None else None
+                return None
+            group.streaming[result.site] = time.monotonic()
+            return _GroupSink(self, group, result, inner)
 
     def deliver_event(self, site: str, name: str, data: dict[str, Any]) -> None:
         """Hand a client's federated event to the server's event sink.
@@ -279,9 +283,11 @@ class Communicator:
             timeout: stop waiting after this many seconds (0: no limit).
             headers: headers sent with the task (clients echo them back).
             on_result: called with each result as it arrives, under the communicator's lock.
-            on_stream: asked for a sink for each result a transport streams in (:meth:`open_stream`); None,
-                or a None answer, lets the result come whole to ``on_result``. While a result streams in, the
-                wait does not end early (only at ``timeout`` or ``abort``).
+            on_stream: asked for a sink for each result a transport streams in (:meth:`open_stream`), under
+                the communicator's lock; None, or a None answer, lets the result come whole to ``on_result``.
+                While a result is arriving (bytes within the last ``stalled_upload`` seconds), the wait does
+                not end at ``wait_time_after_min_received``; ``timeout`` and ``abort`` still end it. Pieces that
+                arrive after the wait ended are dropped.
             abort: stop waiting when set.
 
         Returns:
@@ -316,7 +322,10 @@ class Communicator:
                 if abort is not None and abort.is_set():
                     break
                 waits = [0.5]
-                if group.min_reached_at is not None and not group.streaming:
+                arriving = [t for t in group.streaming.values() if now - t < self.stalled_upload]
+                if arriving:  # a result is arriving: look again when it would count as stalled
+                    waits.append(max(arriving) + self.stalled_upload - now)
+                if group.min_reached_at is not None and not arriving:
                     left = group.min_reached_at + wait_time_after_min_received - now
                     if left <= 0:
                         break
@@ -351,14 +360,19 @@ class _GroupSink:
         self.comm, self.group, self.result, self.inner = comm, group, result, inner
 
     def write(self, name: str, start: int, values: np.ndarray) -> None:
-        """Pass a piece on."""
-        self.inner.write(name, start, values)
+        """Pass a piece on while the wait for the result is on (dropped after it ended)."""
+        with self.comm._cond:
+            if not self.group.open:
+                return
+            if self.result.site in self.group.streaming:
+                self.group.streaming[self.result.site] = time.monotonic()
+            self.inner.write(name, start, values)
 
     def close(self) -> bool:
         """Deliver the result (False when the wait for it ended meanwhile)."""
         site = self.result.site
         with self.comm._cond, as_site("server"):
-            self.group.streaming.discard(site)
+            self.group.streaming.pop(site, None)
             self.comm._cond.notify_all()
             if not self.group.open:
                 self.inner.fail("the task was closed before the result was complete")
@@ -374,8 +388,7 @@ class _GroupSink:
 
     def fail(self, reason: str) -> None:
         """The stream broke off: the site may send its result again."""
-        with self.comm._cond:
-            self.group.streaming.discard(self.result.site)
+        with self.comm._cond, as_site("server"):
+            self.group.streaming.pop(self.result.site, None)
             self.comm._cond.notify_all()
-        with as_site("server"):
             self.inner.fail(reason)

@@ -13,6 +13,7 @@ numeric dtypes are accepted, so decoding never executes anything.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -201,9 +202,23 @@ def _spec(raw: Any, body_size: int) -> ArraySpec:
         raise CodecError(f"array '{name}' has a forbidden dtype {raw['dtype']}")
     if offset < 0 or nbytes < 0 or offset + nbytes > body_size:
         raise CodecError(f"array '{name}' runs past the end of the message")
-    if min(shape, default=0) < 0 or (dtype is not None and int(np.prod(shape)) * dtype.itemsize != nbytes):
+    if min(shape, default=0) < 0 or (dtype is not None and math.prod(shape) * dtype.itemsize != nbytes):
         raise CodecError(f"array '{name}' has {nbytes} bytes, which is not its shape {list(shape)}")
     return ArraySpec(name, dtype, shape, offset, nbytes)
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``names``, when none repeats.
+
+    Raises:
+        CodecError: a name that appears twice.
+    """
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise CodecError(f"array '{name}' appears twice in the message")
+        seen.add(name)
+    return names
 
 
 def _header(view: memoryview) -> tuple[dict[str, Any], int]:
@@ -262,8 +277,9 @@ def decode(data: bytes | bytearray | memoryview) -> ModelMessage | Task | TaskRe
     header, start = _header(view)
     body = view[start:]
     tensors: dict[str, Any] = {}
-    for raw in header.get("arrays", []):
-        spec = _spec(raw, len(body))
+    specs = [_spec(raw, len(body)) for raw in header.get("arrays", [])]
+    _unique([spec.name for spec in specs])
+    for spec in specs:
         part = body[spec.offset : spec.offset + spec.nbytes]
         if spec.dtype is None:
             tensors[spec.name] = bytes(part)
@@ -287,7 +303,8 @@ def decode_head(
         exactly, as :func:`encode` writes them.
 
     Raises:
-        CodecError: a bad header, or arrays that overlap, leave gaps or do not fill ``body_size``.
+        CodecError: a bad header, or arrays that overlap, leave gaps, do not fill ``body_size`` or are not the
+            parameters the header lists (in order, each once).
     """
     header, _ = _header(memoryview(prefix))
     specs = [_spec(raw, body_size) for raw in header.get("arrays", [])]
@@ -298,6 +315,13 @@ def decode_head(
         at += spec.nbytes
     if at != body_size:
         raise CodecError(f"the arrays fill {at} bytes but the message has {body_size}")
+    names = _unique([spec.name for spec in specs])
+    model = header.get("model")
+    listed = model.get("params") if isinstance(model, dict) else None
+    if names != (listed or []):
+        raise CodecError(
+            f"the message's arrays {names[:5]} are not the parameters its header lists {(listed or [])[:5]}"
+        )
     return _message(header, None), specs
 
 

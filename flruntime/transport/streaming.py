@@ -282,7 +282,8 @@ def receive(
 
     With ``open_sink``, the message's header is decoded as soon as its bytes are in and ``open_sink`` is
     asked for a sink; a sink gets every array piece by piece (:class:`ArrayReader`) and is closed at the end,
-    or told it failed when the stream breaks off or carries the wrong number of bytes. Without a sink the
+    or told it failed when the stream breaks off, carries the wrong number of bytes or a piece cannot be
+    written. Without a sink the
     message is assembled whole, as :func:`assemble` does, inside ``whole`` (e.g. a semaphore that bounds how
     many messages are held whole at a time).
 
@@ -301,7 +302,11 @@ def receive(
     need = None
     for chunk in stream:
         first += chunk
+        if len(first) > size:
+            raise CodecError(f"the stream sent more than the {size} bytes it announced")
         need = prefix_size(first)
+        if need is not None and need > size:
+            raise CodecError(f"the message's header claims {need} bytes, more than the {size} announced")
         if need is not None and len(first) >= need:
             break
     if need is None or len(first) < need:
@@ -320,7 +325,12 @@ def receive(
     try:
         for piece in chunks:
             for spec, start, values in reader.feed(piece):
-                sink.write(spec.name, start, values)
+                try:
+                    sink.write(spec.name, start, values)
+                except CodecError:
+                    raise
+                except Exception as exc:  # e.g. a piece that does not fit what the sink expects
+                    raise CodecError(f"array '{spec.name}' could not be taken in: {exc}") from exc
         if not reader.complete:
             raise CodecError(f"the stream ended after {need + reader.filled} of {size} bytes")
     except BaseException as exc:
