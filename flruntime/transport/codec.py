@@ -185,11 +185,6 @@ class ArraySpec:
     offset: int
     nbytes: int
 
-    @property
-    def size(self) -> int:
-        """The number of elements (bytes for a ``bytes`` value)."""
-        return self.nbytes if self.dtype is None else self.nbytes // self.dtype.itemsize
-
 
 def _spec(raw: Any, body_size: int) -> ArraySpec:
     try:

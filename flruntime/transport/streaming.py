@@ -96,6 +96,18 @@ def iter_bytes(data: bytes, chunk: int = CHUNK, **fields: Any) -> Iterator[bytes
         yield bytes(view[at : at + chunk])
 
 
+def _check_size(size: Any, limit: int) -> None:
+    """Refuse a size that is not a whole number of bytes within ``limit``.
+
+    Raises:
+        CodecError: a size that is negative, not an integer or over the limit.
+    """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise CodecError(f"bad message size {size!r}")
+    if size > limit:
+        raise CodecError(f"message of {size} bytes is over the limit of {limit} bytes")
+
+
 class Assembler:
     """Collects a stream's chunks into one buffer of the announced size.
 
@@ -108,21 +120,9 @@ class Assembler:
     """
 
     def __init__(self, size: int, limit: int = MAX_MESSAGE) -> None:
-        self.limit = limit
-        self.check(size)
+        _check_size(size, limit)
         self.buffer = bytearray(size)
         self.filled = 0
-
-    def check(self, size: Any) -> None:
-        """Refuse a size that is not a whole number of bytes within the limit.
-
-        Raises:
-            CodecError: a size that is negative, not an integer or over the limit.
-        """
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise CodecError(f"bad message size {size!r}")
-        if size > self.limit:
-            raise CodecError(f"message of {size} bytes is over the limit of {self.limit} bytes")
 
     def add(self, chunk: bytes | bytearray | memoryview) -> None:
         """Append a chunk.
@@ -297,7 +297,7 @@ def receive(
     if "size" not in head:
         return Received(head, None)
     size = head["size"]
-    Assembler(0, limit).check(size)
+    _check_size(size, limit)
     first = bytearray()
     need = None
     for chunk in stream:
