@@ -419,7 +419,8 @@ _NVFLARE_ROUND = re.compile(
 )
 
 
-def _parse_time(text: str) -> float:
+def parse_time(text: str) -> float:
+    """A log line's timestamp (``2026-01-02 03:04:05,678`` or with ``.``, or without a fraction) as Unix time."""
     text = text.replace(",", ".")
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S"
     return datetime.strptime(text, fmt).timestamp()
@@ -453,7 +454,7 @@ def nvflare_log_rounds(workspace: Path) -> LogRounds:
         rounds.resolution = 0.001 if re.search(r"[,.]\d+$", matches[0].group(1)) else 1.0
         for m in matches:
             target = rounds.started if m.group(3) == "started" else rounds.finished
-            target.setdefault(int(m.group(2)), _parse_time(m.group(1)))
+            target.setdefault(int(m.group(2)), parse_time(m.group(1)))
         break
     return rounds
 
@@ -474,7 +475,7 @@ def log_first_round_start(tool: str, workspace: Path) -> float | None:
     if not log.is_file():
         return None
     match = _FLRUNTIME_WORKFLOW.search(log.read_text(encoding="utf-8", errors="replace"))
-    return _parse_time(match.group(1)) if match else None
+    return parse_time(match.group(1)) if match else None
 
 
 def nvflare_error_lines(workspace: Path, console: str, limit: int = 5) -> list[str]:
@@ -631,3 +632,27 @@ def vm_hwm(pid: int) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+MIB = 2**20
+
+
+def split(params: int, arrays: int) -> list[int]:
+    """Split ``params`` into ``arrays`` sizes that differ by at most one."""
+    arrays = max(1, min(arrays, params))
+    base, extra = divmod(params, arrays)
+    return [base + (1 if i < extra else 0) for i in range(arrays)]
+
+
+def seconds(a: float | None, b: float | None) -> float | None:
+    """``b - a`` rounded to milliseconds, or None when either is unknown."""
+    return None if a is None or b is None else round(b - a, 3)
+
+
+def peak_fields(peak_rss: int, vm_hwm: int | None) -> dict[str, float | None]:
+    """A process's peak memory for a JSON record (MiB): the larger of the sampled peak and VmHWM, and each."""
+    return {
+        "peak_rss_mib": round(max(peak_rss, vm_hwm or 0) / MIB, 1),
+        "sampled_rss_mib": round(peak_rss / MIB, 1),
+        "vm_hwm_mib": None if vm_hwm is None else round(vm_hwm / MIB, 1),
+    }

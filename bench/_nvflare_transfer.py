@@ -104,7 +104,6 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +117,7 @@ ADMIN = "admin@nvidia.com"
 SERVER = "server"
 FLOAT32_BYTES = 4
 MB = 10**6
-MIB = 2**20
+MIB = jobs.MIB
 SAMPLE_S = 0.05
 DEFAULT_ARRAYS = 4
 DEFAULT_TIMEOUT_S = 900.0
@@ -146,22 +145,11 @@ def _log(msg: str) -> None:
     print(f"[nvflare-transfer] {msg}", file=sys.stderr, flush=True)
 
 
-def _log_time(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-
-
 def free_port() -> int:
     """A TCP port that is free on 127.0.0.1 now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def split(params: int, arrays: int) -> list[int]:
-    """Split ``params`` into ``arrays`` sizes that differ by at most one."""
-    arrays = max(1, min(arrays, params))
-    base, extra = divmod(params, arrays)
-    return [base + (1 if i < extra else 0) for i in range(arrays)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,9 +176,7 @@ class ProcPeak:
     def record(self) -> dict[str, Any]:
         return {
             "pid": self.pid,
-            "peak_rss_mib": round(self.peak / MIB, 1),
-            "sampled_rss_mib": round(self.peak_rss / MIB, 1),
-            "vm_hwm_mib": None if self.vm_hwm is None else round(self.vm_hwm / MIB, 1),
+            **jobs.peak_fields(self.peak_rss, self.vm_hwm),
             "seen_s": round(self.last_seen - self.first_seen, 2),
             "cmd": self.cmd,
         }
@@ -481,20 +467,16 @@ def parse_server_log(text: str) -> dict[str, Any]:
     marks: dict[str, Any] = {}
     for name, pattern in _MARKS.items():
         match = pattern.search(text)
-        marks[name] = _log_time(match.group(1)) if match else None
+        marks[name] = jobs.parse_time(match.group(1)) if match else None
     sent: dict[str, float] = {}
     for match in _SENT.finditer(text):
-        sent.setdefault(match.group(2), _log_time(match.group(1)))
+        sent.setdefault(match.group(2), jobs.parse_time(match.group(1)))
     got: dict[str, float] = {}
     for match in _GOT.finditer(text):
-        got.setdefault(match.group(2), _log_time(match.group(1)))
+        got.setdefault(match.group(2), jobs.parse_time(match.group(1)))
     marks["task_sent"] = sent
     marks["result_got"] = got
     return marks
-
-
-def _seconds(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else round(b - a, 3)
 
 
 def _duration_s(text: Any) -> float | None:
@@ -686,7 +668,7 @@ def run_nvflare_transfer(
         fed_server = json.loads((poc.prod_dir / SERVER / "startup" / "fed_server.json").read_text(encoding="utf-8"))
         result["connection_security"] = fed_server["servers"][0].get("connection_security")
         result["port"] = poc.port
-        spec = jobs.JobSpec(sizes=split(params, arrays), num_rounds=1, min_clients=clients, resident=resident)
+        spec = jobs.JobSpec(sizes=jobs.split(params, arrays), num_rounds=1, min_clients=clients, resident=resident)
         folder = jobs.write_job(root / "job", "nvflare", spec)
         if job_config:
             for name in ("config_fed_server.json", "config_fed_client.json"):
@@ -787,17 +769,17 @@ def _fill_timings(
     sent: dict[str, float] = marks["task_sent"]
     got: dict[str, float] = marks["result_got"]
     first_sent = min(sent.values()) if sent else None
-    result["round_wall_s"] = _seconds(first_sent, marks["aggregation_ended"])
-    result["round_s"] = _seconds(marks["round_started"], marks["round_finished"])
+    result["round_wall_s"] = jobs.seconds(first_sent, marks["aggregation_ended"])
+    result["round_s"] = jobs.seconds(marks["round_started"], marks["round_finished"])
     if result["round_wall_s"]:
         result["mb_per_s"] = round(result["mb_moved"] / result["round_wall_s"], 2)
     result["server_log"] = {
-        "round_started_to_first_task_sent_s": _seconds(marks["round_started"], first_sent),
-        "last_result_got_to_aggregation_end_s": _seconds(
+        "round_started_to_first_task_sent_s": jobs.seconds(marks["round_started"], first_sent),
+        "last_result_got_to_aggregation_end_s": jobs.seconds(
             max(got.values()) if got else None, marks["aggregation_ended"]
         ),
-        "aggregation_s": _seconds(marks["aggregation_started"], marks["aggregation_ended"]),
-        "aggregation_end_to_round_finished_s": _seconds(marks["aggregation_ended"], marks["round_finished"]),
+        "aggregation_s": jobs.seconds(marks["aggregation_started"], marks["aggregation_ended"]),
+        "aggregation_end_to_round_finished_s": jobs.seconds(marks["aggregation_ended"], marks["round_finished"]),
     }
     if len(sent) < clients or len(got) < clients:
         errors.append(f"server log: task sent to {sorted(sent)}, results from {sorted(got)}")
@@ -805,9 +787,9 @@ def _fill_timings(
     for site in sorted(set(sent) | set(traces)):
         received, returned = traces.get(site, (None, None))
         result["clients_detail"][site] = {
-            "task_sent_to_executor_s": _seconds(sent.get(site), received),
-            "executor_s": _seconds(received, returned),
-            "executor_return_to_result_got_s": _seconds(returned, got.get(site)),
+            "task_sent_to_executor_s": jobs.seconds(sent.get(site), received),
+            "executor_s": jobs.seconds(received, returned),
+            "executor_return_to_result_got_s": jobs.seconds(returned, got.get(site)),
             **client_log_transfers(prod_dir, site, job_id),
         }
 

@@ -92,17 +92,10 @@ class SizeRun:
     error: str = ""
 
 
-def split(params: int, arrays: int) -> list[int]:
-    """Split ``params`` into ``arrays`` sizes that differ by at most one."""
-    arrays = max(1, min(arrays, params))
-    base, extra = divmod(params, arrays)
-    return [base + (1 if i < extra else 0) for i in range(arrays)]
-
-
 def run_size(tool: str, params: int, args: argparse.Namespace, root: Path) -> SizeRun:
     """Generate the job for ``tool`` with a model of ``params`` float32 values, run it once, read its numbers."""
     root.mkdir(parents=True)
-    spec = jobs.JobSpec(sizes=split(params, args.arrays), num_rounds=args.rounds, min_clients=args.clients)
+    spec = jobs.JobSpec(sizes=jobs.split(params, args.arrays), num_rounds=args.rounds, min_clients=args.clients)
     folder = jobs.write_job(root, tool, spec)
     ws = root / f"{tool}_ws"
     n = str(args.clients)
@@ -248,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             size = min(args.size_list)
             root = base / "profile"
             root.mkdir()
-            spec = jobs.JobSpec(sizes=split(size, args.arrays), num_rounds=args.rounds, min_clients=args.clients)
+            spec = jobs.JobSpec(sizes=jobs.split(size, args.arrays), num_rounds=args.rounds, min_clients=args.clients)
             folder = jobs.write_job(root, "flruntime", spec)
             print(f"\nflruntime with {size:g} params: ", end="")
             print(jobs.profile_flruntime_threads(folder.job, args.clients, root, args.timeout))

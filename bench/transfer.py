@@ -84,7 +84,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +95,7 @@ import _fedavg_jobs as jobs  # noqa: E402
 
 FLOAT32_BYTES = 4
 MB = 10**6
-MIB = 2**20
+MIB = jobs.MIB
 SAMPLE_S = 0.02
 DEFAULT_TIMEOUT_S = 900.0
 REGISTER_TIMEOUT_S = 120.0
@@ -109,21 +108,6 @@ _TIME = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3})"
 
 def _log(msg: str) -> None:
     print(f"[transfer] {msg}", file=sys.stderr, flush=True)
-
-
-def _log_time(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-
-
-def _seconds(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else round(b - a, 3)
-
-
-def split(params: int, arrays: int) -> list[int]:
-    """Split ``params`` into ``arrays`` sizes that differ by at most one."""
-    arrays = max(1, min(arrays, params))
-    base, extra = divmod(params, arrays)
-    return [base + (1 if i < extra else 0) for i in range(arrays)]
 
 
 def free_port_pair() -> int:
@@ -169,9 +153,7 @@ class ProcMemory:
         """The numbers for the JSON record."""
         return {
             "pid": self.pid,
-            "peak_rss_mib": round(self.peak / MIB, 1),
-            "sampled_rss_mib": round(self.peak_rss / MIB, 1),
-            "vm_hwm_mib": None if self.vm_hwm is None else round(self.vm_hwm / MIB, 1),
+            **jobs.peak_fields(self.peak_rss, self.vm_hwm),
             "idle_rss_mib": None if self.idle_rss is None else round(self.idle_rss / MIB, 1),
             "samples": self.samples,
             "max_children": self.max_children,
@@ -325,7 +307,7 @@ def parse_flruntime_server_log(text: str, job_id: str) -> dict[str, float | None
         ("finished", rf"{_TIME} .*job {jid} \([^)]*\): FINISHED"),
     ):
         match = re.search(pattern, text, re.MULTILINE)
-        marks[name] = _log_time(match.group(1)) if match else None
+        marks[name] = jobs.parse_time(match.group(1)) if match else None
     return marks
 
 
@@ -491,7 +473,7 @@ def run_flruntime_transfer(
         )
         result["setup_s"] = round(time.perf_counter() - t_start, 2)
         log(f"flruntime: server on port {port} and {clients} clients registered after {result['setup_s']} s")
-        spec = jobs.JobSpec(sizes=split(params, arrays), num_rounds=1, min_clients=clients, resident=resident)
+        spec = jobs.JobSpec(sizes=jobs.split(params, arrays), num_rounds=1, min_clients=clients, resident=resident)
         folder = jobs.write_job(root / "job", "flruntime", spec)
         sampler.mark_idle()
         with AdminSession(kits[poc_mod.ADMIN], timeout=600) as admin:
@@ -526,8 +508,8 @@ def run_flruntime_transfer(
         except RuntimeError as exc:
             errors.append(str(exc))
         marks = parse_flruntime_server_log(server.text(), job_id)
-        result["round_s"] = _seconds(marks["round_started"], marks["round_done"])
-        result["job_run_s"] = _seconds(marks["running"], marks["finished"])
+        result["round_s"] = jobs.seconds(marks["round_started"], marks["round_done"])
+        result["job_run_s"] = jobs.seconds(marks["running"], marks["finished"])
         if result["round_s"]:
             result["mb_per_s"] = round(result["mb_moved"] / result["round_s"], 2)
         else:
@@ -536,9 +518,9 @@ def run_flruntime_transfer(
         for site in sites:
             received, returned = traces.get(site, (None, None))
             result["clients_detail"][site] = {
-                "round_start_to_executor_s": _seconds(marks["round_started"], received),
-                "executor_s": _seconds(received, returned),
-                "executor_return_to_round_done_s": _seconds(returned, marks["round_done"]),
+                "round_start_to_executor_s": jobs.seconds(marks["round_started"], received),
+                "executor_s": jobs.seconds(received, returned),
+                "executor_return_to_round_done_s": jobs.seconds(returned, marks["round_done"]),
             }
             done = re.search(
                 rf"job {re.escape(job_id)}: '{site}' done \((\d+) task\(s\), ([\d.]+) MB down, ([\d.]+) MB up\)",
