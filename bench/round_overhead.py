@@ -60,10 +60,21 @@ per top-level package), and ``simulate()`` in a fresh interpreter with one profi
 Without the NVFlare environment, only flruntime is measured and the command that creates the
 environment is printed.
 
+``--poc`` measures flruntime alone on a federation of separate processes on 127.0.0.1 instead
+(``bench/_poc.py``): per client count, a fresh project is provisioned (``CertBuilder`` +
+``SignatureBuilder``), ``python -m flruntime site start --kit KIT`` runs for the server and every
+client (heartbeats every 0.5 s), the same job is submitted with ``AdminSession`` and waited for, and
+everything is stopped. ``round_period_s`` is computed as above from the executors' timestamps (the
+target: under 0.05 s); ``wall_s``, ``time_to_first_task_s`` and ``log_first_round_s`` count from the
+submission; ``round_log_s`` is the mean of the server's ``job <id>: round N started`` ->
+``round N done`` lines; ``teardown_s`` runs from the last result to the job's end as the admin sees it;
+``peak_rss_mib`` is the peak of the summed RSS of every participant and everything it started (job
+processes). The JSON line has ``"mode": "poc"``.
+
 Usage::
 
     python bench/round_overhead.py [--rounds 20] [--clients 2,8] [--repeat 1] [--nvflare-python PATH]
-                                   [--timeout 600] [--profile] [--keep] [--no-warmup]
+                                   [--timeout 600] [--profile] [--keep] [--no-warmup] [--poc]
 """
 
 from __future__ import annotations
@@ -87,6 +98,7 @@ import _fedavg_jobs as jobs  # noqa: E402
 MODEL_SIZES = [10]
 ROUND_RATIO_TARGET = 10.0  # NVFlare's round overhead / flruntime's, at least
 COLD_START_TARGET_S = 2.0  # flruntime's process start -> first task, at most
+POC_ROUND_TARGET_S = 0.05  # --poc: flruntime's round period on separate processes, at most
 
 
 @dataclass
@@ -106,6 +118,7 @@ class RunStats:
     peak_processes: int | None = None
     log_first_round_s: float | None = None  # process start -> first round start in the server log
     in_process_first_task_s: float | None = None  # flruntime: results.json time_to_first_task
+    setup_s: float | None = None  # POC: start of the server process -> every client registered
     rc: int | None = None
     error: str = ""
 
@@ -165,6 +178,64 @@ def _one_run(tool: str, clients: int, args: argparse.Namespace, root: Path, roun
     return stats
 
 
+def poc_run(clients: int, args: argparse.Namespace, root: Path) -> RunStats:
+    """POC mode: the same job on a federation of separate processes on 127.0.0.1 (``bench/_poc.py``).
+
+    A fresh federation per client count: provisioned, started, one job of ``--rounds`` rounds submitted with
+    ``AdminSession`` and waited for, stopped. The times here count from the submission, not a process start.
+    """
+    from _poc import PocFederation
+
+    spec = jobs.JobSpec(sizes=MODEL_SIZES, num_rounds=args.rounds, min_clients=clients)
+    folder = jobs.write_job(root, "flruntime", spec)
+    stats = RunStats("flruntime-poc", clients, args.rounds, ok=False)
+    fed = PocFederation(root / "poc", clients, jobs.clean_env())
+    problems: list[str] = []
+    try:
+        stats.setup_s = fed.start()
+        job_id, record, submitted, ended = fed.run_job(folder.job, args.timeout)
+        stats.wall_s = ended - submitted
+        traces = jobs.read_traces(folder.trace_dir)
+        if traces.first_receive:
+            stats.time_to_first_task_s = min(traces.first_receive.values()) - submitted
+            stats.round_period_s = traces.round_period()
+        if traces.last_return:
+            stats.teardown_s = ended - max(traces.last_return.values())
+        rounds = fed.server_rounds(job_id)
+        both = [rounds["done"][r] - t for r, t in rounds["started"].items() if r in rounds["done"]]
+        stats.round_log_s = sum(both) / len(both) if both else None
+        if rounds["started"]:
+            stats.log_first_round_s = min(rounds["started"].values()) - submitted
+        if record.get("status") != "FINISHED:COMPLETED":
+            problems.append(f"job {record.get('status')}: {record.get('error')}")
+        if traces.tasks != args.rounds * clients:
+            problems.append(f"{traces.tasks} of {args.rounds * clients} tasks ran")
+        final = jobs.read_result(folder.result_file)
+        if final is None or abs(float(final["p0_first"]) - args.rounds * jobs.STEP) > 1e-4:
+            problems.append(f"final model {final} (expected p0_first={args.rounds * jobs.STEP})")
+    except Exception as exc:  # noqa: BLE001 - reported in the record
+        problems.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        fed.stop()
+        stats.peak_rss_mib = jobs.mib(fed.sampler.peak)
+        stats.peak_processes = fed.sampler.peak_processes
+    stats.error = "; ".join(problems)
+    stats.ok = not problems
+    return stats
+
+
+def measure_poc(clients: int, args: argparse.Namespace, base: Path) -> RunStats:
+    """``--repeat`` POC runs (a fresh federation each) and the median of every number."""
+    runs = []
+    for i in range(args.repeat):
+        root = base / f"poc_{clients}_{i}"
+        root.mkdir(parents=True)
+        runs.append(poc_run(clients, args, root))
+        done = f"run {i + 1}/{args.repeat}: {_brief(runs[-1])}"
+        print(f"  flruntime POC -n {clients} {done}", file=sys.stderr, flush=True)
+    return _merge("flruntime-poc", clients, args, runs)
+
+
 def warm_up(tool: str, args: argparse.Namespace, base: Path) -> None:
     """One untimed 2-round run with 2 clients: bytecode caches written, files in the OS cache."""
     root = base / f"{tool}_warmup"
@@ -181,8 +252,13 @@ def measure(tool: str, clients: int, args: argparse.Namespace, base: Path) -> Ru
         root.mkdir(parents=True)
         runs.append(_one_run(tool, clients, args, root))
         print(f"  {tool} -n {clients} run {i + 1}/{args.repeat}: {_brief(runs[-1])}", file=sys.stderr, flush=True)
+    return _merge(tool, clients, args, runs)
+
+
+def _merge(tool: str, clients: int, args: argparse.Namespace, runs: list[RunStats]) -> RunStats:
     merged = RunStats(tool, clients, args.rounds, ok=all(r.ok for r in runs), rc=runs[-1].rc)
     for key in (
+        "setup_s",
         "wall_s",
         "time_to_first_task_s",
         "round_period_s",
@@ -238,6 +314,35 @@ def print_table(ours: dict[int, RunStats], theirs: dict[int, RunStats] | None) -
         status = f"{'ok' if mine.ok else 'FAILED'} / {('ok' if other.ok else 'FAILED') if other else '-'}"
         print(f"{n:>7}  {'run checked (fl / nv)':<36} {status:>23}")
     return ratios
+
+
+POC_ROWS = [
+    ("federation start -> clients registered (s)", "setup_s", 2),
+    ("job wall time, submit -> finished (s)", "wall_s", 3),
+    ("submit -> first task (s)", "time_to_first_task_s", 3),
+    ("submit -> round 0 started, server log (s)", "log_first_round_s", 3),
+    ("round period = overhead/round (s)", "round_period_s", 4),
+    ("round duration, server log (s)", "round_log_s", 4),
+    ("last result -> job finished (s)", "teardown_s", 3),
+    ("peak RSS, all processes (MiB)", "peak_rss_mib", 1),
+]
+
+
+def poc_report(ours: dict[int, RunStats]) -> dict[str, Any]:
+    """Print the POC table and the round-overhead target; return the verdict."""
+    header = f"{'clients':>7}  {'metric':<44} {'flruntime POC':>13}"
+    print(header)
+    print("-" * len(header))
+    for n, mine in ours.items():
+        for label, key, digits in POC_ROWS:
+            print(f"{n:>7}  {label:<44} {jobs.fmt(getattr(mine, key), '', digits):>13}")
+        print(f"{n:>7}  {'processes (peak)':<44} {mine.peak_processes!s:>13}")
+        print(f"{n:>7}  {'run checked':<44} {'ok' if mine.ok else 'FAILED':>13}")
+    periods = {str(n): s.round_period_s for n, s in ours.items()}
+    met = all(v is not None and v < POC_ROUND_TARGET_S for v in periods.values())
+    shown = ", ".join(f"{n} clients {jobs.fmt(v, ' s', 4)}" for n, v in periods.items())
+    print(f"\ntarget: POC round overhead under {POC_ROUND_TARGET_S:g} s: {'MET' if met else 'NOT MET'} ({shown})")
+    return {"poc_round_under_0_05s": met, "poc_round_period_s": periods}
 
 
 def check_targets(ours: dict[int, RunStats], ratios: dict[str, dict[str, float | None]], nv: bool) -> dict[str, Any]:
@@ -337,6 +442,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="also profile flruntime (cProfile) and print hotspots")
     parser.add_argument("--keep", action="store_true", help="keep the generated jobs, workspaces and logs")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each tool")
+    parser.add_argument(
+        "--poc", action="store_true", help="flruntime only, on a federation of separate processes (bench/_poc.py)"
+    )
     args = parser.parse_args(argv)
     try:
         args.client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
@@ -351,8 +459,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def main_poc(args: argparse.Namespace) -> int:
+    """``--poc``: flruntime's server and clients as separate processes; round period per client count."""
+    import os
+
+    load = os.getloadavg()
+    base = Path(tempfile.mkdtemp(prefix="bench_round_overhead_poc_"))
+    try:
+        ours = {n: measure_poc(n, args, base) for n in args.client_counts}
+        print(f"\nFedAvg, {sum(MODEL_SIZES)} float32 params, {args.rounds} rounds, POC (separate processes on")
+        print(f"127.0.0.1, gRPC + mutual TLS), median of {args.repeat}; Python {platform.python_version()};")
+        print(f"load average at start {load[0]:.2f} on {os.cpu_count()} CPUs\n")
+        targets = poc_report(ours)
+        for st in ours.values():
+            if not st.ok:
+                print(f"\nPOC with {st.clients} clients FAILED: {st.error}")
+        if args.keep:
+            print(f"\nkept: {base}")
+        record = {
+            "bench": "round_overhead",
+            "mode": "poc",
+            "rounds": args.rounds,
+            "repeat": args.repeat,
+            "model_params": sum(MODEL_SIZES),
+            "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in load],
+            "flruntime": {str(n): asdict(st) for n, st in ours.items()},
+            "nvflare": None,
+            "targets": targets,
+        }
+        print(json.dumps(record), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0 if all(st.ok for st in ours.values()) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.poc:
+        return main_poc(args)
     version = jobs.find_nvflare(args.nvflare_python)
     nv = version is not None
     base = Path(tempfile.mkdtemp(prefix="bench_round_overhead_"))
@@ -380,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nkept: {base}")
         record = {
             "bench": "round_overhead",
+            "mode": "simulator",
             "rounds": args.rounds,
             "repeat": args.repeat,
             "model_params": sum(MODEL_SIZES),

@@ -21,7 +21,7 @@ flruntime, in a temporary folder:
 3. The job is submitted with ``flruntime.federation.AdminSession`` (the admin's kit, gRPC + mutual TLS)
    and waited for (``AdminSession.wait``, polled every 0.2 s; the wait fails early when a participant
    process exits or a server thread dies with an uncaught exception), then for each client's
-   ``job <id>: '<site>' done (...)`` line (its job thread ended, so its peak memory is complete).
+   ``job <id>: '<site>' done (...)`` line (its job ended, so its peak memory is complete).
 4. The clients, then the server, get SIGTERM (SIGKILL 30 s later) and the folder is removed
    (``--keep`` keeps it: kits, ``KIT/console.txt`` logs, the job).
 
@@ -44,19 +44,31 @@ What is measured, per tool:
   ``round_s``. The throughput ratio NVFlare / flruntime is the ratio of the ``round_s``.
 * Peak memory per process: the larger of the RSS sampled every 20 ms (flruntime; NVFlare's helper
   every 50 ms) with psutil and the kernel's high-water mark ``VmHWM`` read from
-  ``/proc/<pid>/status`` while the process runs (the last read is just before it is stopped). The
-  flruntime server and each client are one process each (the job runs in threads of that
-  process); NVFlare's server is a parent (``server_train``) plus a job process (``runner_process``)
-  and each client a parent (``client_train``) plus a job process (``worker_process``), each reported.
-  ``x model`` = the largest per-process peak / model bytes. ``total`` = the peak of the summed
-  sampled RSS of all processes of the tool (shared pages counted once per process). For flruntime
-  the RSS of each process just before the job is submitted (``idle_rss_mib``: interpreter, gRPC,
-  kit; about 70 MiB) is recorded too, and the largest ``(peak - idle) / model bytes``.
+  ``/proc/<pid>/status`` while the process runs (the last read is just before it is stopped or
+  exits). flruntime runs each job in a **job process** (``python -m flruntime.jobproc``), a child of
+  the server's ``site start`` process and of each client's: every participant's descendants are
+  looked for every 0.2 s and sampled from then on (``VmHWM`` covers the time before they were found),
+  so ``memory`` holds ``server``, ``site-1``, ... (the parents) and ``server/job``, ``site-1/job``, ...
+  (their job processes; ``<name>/<module>-<pid>`` for anything else they start, e.g. ``server/check-PID``,
+  the server's short-lived check of the submitted job's ``custom/`` code). ``processes`` gives, per
+  participant, the parent's and the job process's peak and the job process's peak / model bytes;
+  ``server_job_peak_over_model`` is the server's job process's peak / model bytes. Code from before
+  the job processes (jobs in threads of the participant process) is measured the same way: no
+  ``/job`` entries, ``job_processes`` false, and the server process itself counts as the one that
+  ran the job. NVFlare's server is a parent (``server_train``) plus a job process
+  (``runner_process``) and each client a parent (``client_train``) plus a job process
+  (``worker_process``), each reported. ``x model`` = the largest per-process peak / model bytes.
+  ``total`` = the peak of the summed sampled RSS of all processes of the tool (shared pages counted
+  once per process). For flruntime the RSS of each parent just before the job is submitted
+  (``idle_rss_mib``: interpreter, gRPC, kit; about 70 MiB) is recorded too, and the largest
+  ``(peak - idle) / model bytes`` (parents only: a job process starts after the submission).
 * The final model is checked (the persistor's record: ``p0_first == 1.0``) and the job status
   (``FINISHED:COMPLETED``).
 
 The targets (issue 7): flruntime's throughput at least 2x NVFlare's (NVFlare ``round_s`` / flruntime
-``round_s`` >= 2) and every flruntime process's peak under 3x the model size.
+``round_s`` >= 2) and every flruntime process's peak under 3x the model size; with job processes, the
+server's job process within 2.5x the model (``target_server_job_memory_met``). ``round_s`` comes from
+the server parent's output, which logs the round lines its job process reports over the status pipe.
 
 The last line of the output is one JSON object with every number. The machine's load average is
 recorded at the start (other work on the machine slows both tools).
@@ -102,6 +114,7 @@ REGISTER_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 TARGET_THROUGHPUT = 2.0
 TARGET_PEAK_OVER_MODEL = 3.0
+TARGET_SERVER_JOB_OVER_MODEL = 2.5  # issue: the server's job process within 2.5x the model
 
 _TIME = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3})"
 
@@ -134,15 +147,17 @@ def free_port_pair() -> int:
 
 @dataclass
 class ProcMemory:
-    """Peak memory of one participant process."""
+    """Peak memory of one process: a participant's own (``role`` "parent") or one it started."""
 
     name: str
     pid: int
+    participant: str = ""
+    role: str = "parent"  # "parent" (site start), "job" (python -m flruntime.jobproc) or "child" (anything else)
     peak_rss: int = 0  # bytes, highest sampled RSS
     vm_hwm: int | None = None  # bytes, last VmHWM read
     idle_rss: int | None = None  # bytes, RSS just before the job was submitted
     samples: int = 0
-    max_children: int = 0  # descendants seen at once (0: the participant is one process)
+    max_children: int = 0  # descendants seen at once (parents only; 0: the participant is one process)
 
     @property
     def peak(self) -> int:
@@ -153,6 +168,8 @@ class ProcMemory:
         """The numbers for the JSON record."""
         return {
             "pid": self.pid,
+            "participant": self.participant,
+            "role": self.role,
             **jobs.peak_fields(self.peak_rss, self.vm_hwm),
             "idle_rss_mib": None if self.idle_rss is None else round(self.idle_rss / MIB, 1),
             "samples": self.samples,
@@ -160,8 +177,33 @@ class ProcMemory:
         }
 
 
+def _role(proc: psutil.Process) -> tuple[str, str]:
+    """("job", "job") for a job process (``python -m flruntime.jobproc``), else ("child", a label).
+
+    The label is the last part of the module a ``python -m MODULE`` child runs (``check`` for the server's
+    check of a submitted job's ``custom/`` code, ``flruntime.jobproc.check``), else "child".
+    """
+    try:
+        cmd = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return "child", "child"
+    if "flruntime.jobproc" in cmd:
+        return "job", "job"
+    if "-m" in cmd and cmd.index("-m") + 1 < len(cmd):
+        return "child", cmd[cmd.index("-m") + 1].rsplit(".", 1)[-1]
+    return "child", "child"
+
+
 class Sampler(threading.Thread):
-    """Samples each process's RSS (and VmHWM) every ``SAMPLE_S`` seconds until stopped."""
+    """Samples the RSS (and VmHWM) of every participant and every process it started, every ``SAMPLE_S`` s.
+
+    A participant's descendants are looked for every ``DISCOVER_EVERY`` samples (a scan of ``/proc``); each
+    new one is sampled from then on as ``<participant>/job`` (a job process; ``/job2`` ... for later ones)
+    or ``<participant>/<label>-<pid>`` (see :func:`_role`). Found up to 0.2 s late, it loses nothing:
+    ``VmHWM`` is its peak since it started.
+    """
+
+    DISCOVER_EVERY = 10
 
     def __init__(self) -> None:
         super().__init__(daemon=True, name="rss-sampler")
@@ -169,27 +211,56 @@ class Sampler(threading.Thread):
         self.total_peak = 0
         self.stop = threading.Event()
         self._lock = threading.Lock()
+        self._parents: dict[str, psutil.Process] = {}
+        self._known: set[int] = set()
+        self._round = 0
 
     def add(self, name: str, pid: int) -> None:
-        """Start sampling the process ``pid`` under ``name``."""
+        """Start sampling the participant process ``pid`` under ``name`` (and, later, what it starts)."""
+        proc = psutil.Process(pid)
         with self._lock:
-            self.procs[name] = (psutil.Process(pid), ProcMemory(name, pid))
+            self._parents[name] = proc
+            self._known.add(pid)
+            self.procs[name] = (proc, ProcMemory(name, pid, participant=name))
+
+    def discover(self) -> None:
+        """Add the descendants of every participant not sampled yet."""
+        with self._lock:
+            parents = list(self._parents.items())
+        for name, parent in parents:
+            try:
+                children = parent.children(recursive=True)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            self.procs[name][1].max_children = max(self.procs[name][1].max_children, len(children))
+            for child in children:
+                if child.pid in self._known:
+                    continue
+                role, label = _role(child)
+                with self._lock:
+                    self._known.add(child.pid)
+                    key = f"{name}/job" if role == "job" else f"{name}/{label}-{child.pid}"
+                    n = 2
+                    while key in self.procs:
+                        key, n = f"{name}/job{n}", n + 1
+                    self.procs[key] = (child, ProcMemory(key, child.pid, participant=name, role=role))
 
     def sample_once(self) -> None:
         """Take one sample of every process."""
+        if self._round % self.DISCOVER_EVERY == 0:
+            self.discover()
+        self._round += 1
         total = 0
         with self._lock:
             entries = list(self.procs.values())
         for proc, mem in entries:
             try:
                 rss = proc.memory_info().rss
-                children = len(proc.children(recursive=True))
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             mem.peak_rss = max(mem.peak_rss, rss)
             mem.vm_hwm = jobs.vm_hwm(mem.pid) or mem.vm_hwm
             mem.samples += 1
-            mem.max_children = max(mem.max_children, children)
             total += rss
         self.total_peak = max(self.total_peak, total)
 
@@ -212,7 +283,14 @@ class Sampler(threading.Thread):
         """Stop the thread and take a last sample (VmHWM included) while the processes still run."""
         self.stop.set()
         self.join(timeout=5)
+        self._round = 0  # look for descendants once more
         self.sample_once()
+
+    def job_process(self, participant: str) -> ProcMemory:
+        """The process that ran the job for ``participant``: its job process, else the participant itself."""
+        with self._lock:
+            entry = self.procs.get(f"{participant}/job") or self.procs[participant]
+        return entry[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,6 +450,43 @@ def problem_lines(participants: list[Participant], limit: int = 20) -> list[str]
     return lines
 
 
+def job_log(kit: Path, job_id: str) -> str:
+    """The job's ``log.txt`` in a participant's workspace (a job process writes its lines there), or ""."""
+    try:
+        return (kit / job_id / "log.txt").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def job_process_fields(sampler: Sampler, participants: list[str], model_bytes: int) -> dict[str, Any]:
+    """Per participant, the parent's and the job process's peaks; the server's job-running process vs the model."""
+    processes: dict[str, dict[str, Any]] = {}
+    any_job = False
+    for name in participants:
+        if name not in sampler.procs:
+            continue
+        parent = sampler.procs[name][1]
+        job = sampler.procs.get(f"{name}/job")
+        any_job = any_job or job is not None
+        runner = job[1] if job else parent
+        mine = [(key, m) for key, (_p, m) in sampler.procs.items() if m.participant == name]
+        others = [m.peak for key, m in mine if key not in (name, f"{name}/job")]
+        processes[name] = {
+            "parent_peak_rss_mib": round(parent.peak / MIB, 1),
+            "job_process_peak_rss_mib": None if job is None else round(job[1].peak / MIB, 1),
+            "job_ran_in": "job process" if job else "parent (threads)",
+            "job_runner_peak_over_model": round(runner.peak / model_bytes, 2),
+            "other_descendants_peak_rss_mib": round(sum(others) / MIB, 1) if others else None,  # sum of peaks
+        }
+    server = sampler.job_process("server") if "server" in sampler.procs else None
+    return {
+        "job_processes": any_job,
+        "processes": processes,
+        "server_job_peak_rss_mib": None if server is None else round(server.peak / MIB, 1),
+        "server_job_peak_over_model": None if server is None else round(server.peak / model_bytes, 2),
+    }
+
+
 def run_flruntime_transfer(
     params: int,
     clients: int = 2,
@@ -429,6 +544,10 @@ def run_flruntime_transfer(
         "max_process_peak_rss_mib": None,
         "max_process_peak_over_model": None,
         "max_process_growth_over_model": None,  # (peak - RSS before the job) / model bytes
+        "job_processes": False,  # whether the jobs ran in job processes (children of the participants)
+        "processes": {},  # per participant: parent and job process peaks (MiB) and x model
+        "server_job_peak_rss_mib": None,  # the process that ran the server's side of the job
+        "server_job_peak_over_model": None,
         "setup_s": None,
         "submit_to_end_s": None,
         "wall_s": None,
@@ -524,7 +643,7 @@ def run_flruntime_transfer(
             }
             done = re.search(
                 rf"job {re.escape(job_id)}: '{site}' done \((\d+) task\(s\), ([\d.]+) MB down, ([\d.]+) MB up\)",
-                client_procs[site].text(),
+                client_procs[site].text() + job_log(client_procs[site].kit, job_id),
             )
             if done:
                 result["clients_detail"][site]["client_log"] = {
@@ -546,6 +665,8 @@ def run_flruntime_transfer(
         result["problems"] = problem_lines(deployment.participants)
         result["cleanup"] = deployment.stop()
         result["memory"] = {name: mem.record() for name, (_proc, mem) in sampler.procs.items()}
+        names = ["server", *(f"site-{i}" for i in range(1, clients + 1))]
+        result.update(job_process_fields(sampler, names, model_bytes))
         peaks = [mem.peak for _proc, mem in sampler.procs.values()]
         if peaks:
             result["peak_rss_all_processes_mib"] = round(sampler.total_peak / MIB, 1)
@@ -599,6 +720,12 @@ def compare(fl: dict[str, Any], nv: dict[str, Any] | None, clients: int) -> dict
         entry = fl_mem.get(name)
         return None if entry is None else float(entry["peak_rss_mib"])
 
+    def fl_runner(name: str) -> float | None:  # the process that ran the job: the job process, else the participant
+        return fl_peak(f"{name}/job") if f"{name}/job" in fl_mem else fl_peak(name)
+
+    def fl_parent(name: str) -> float | None:  # the participant's own process, when a job process ran the job
+        return fl_peak(name) if f"{name}/job" in fl_mem else None
+
     nv_ok = bool(nv and nv.get("ok"))
     both = bool(fl["ok"]) and nv_ok  # ratios only between two checked runs
 
@@ -616,18 +743,23 @@ def compare(fl: dict[str, Any], nv: dict[str, Any] | None, clients: int) -> dict
     memory_ratios: dict[str, float | None] = {}
     names = ["server", *(f"site-{i}" for i in range(1, clients + 1))]
     for name in names:
-        a, b = fl_peak(name), _nv_proc(nv, name, "job")
+        a, b = fl_runner(name), _nv_proc(nv, name, "job")
         r = ratio(b, a)
         memory_ratios[name] = r
         job, parent = ("runner_process", "server_train") if name == "server" else ("worker_process", "client_train")
         rows.append((f"{name}: process running the job (nv: {job}) (MiB)", a, b, r, 0))
-        rows.append((f"{name}: parent process (nv: {parent}) (MiB)", None, _nv_proc(nv, name, "parent"), None, 0))
+        nv_parent = _nv_proc(nv, name, "parent")
+        rows.append((f"{name}: parent process (nv: {parent}) (MiB)", fl_parent(name), nv_parent, None, 0))
     fl_max, nv_max = fl.get("max_process_peak_rss_mib"), (nv or {}).get("max_process_peak_rss_mib")
     memory_ratios["max_process"] = ratio(nv_max, fl_max)
     rows.append(("largest per-process peak (MiB)", fl_max, nv_max, memory_ratios["max_process"], 0))
     fl_x = fl.get("max_process_peak_over_model")
     nv_x = None if nv_max is None else round(float(nv_max) / model_mib, 2)
     rows.append(("largest per-process peak / model (x)", fl_x, nv_x, None, 2))
+    server_x = fl.get("server_job_peak_over_model")
+    nv_server = _nv_proc(nv, "server", "job")
+    nv_server_x = None if nv_server is None else round(nv_server / model_mib, 2)
+    rows.append(("server: process running the job / model (x)", server_x, nv_server_x, None, 2))
     fl_growth = fl.get("max_process_growth_over_model")
     rows.append(("  flruntime: largest (peak - RSS before the job) / model (x)", fl_growth, None, None, 2))
     fl_total, nv_total = fl.get("peak_rss_all_processes_mib"), (nv or {}).get("peak_rss_all_processes_mib")
@@ -648,7 +780,8 @@ def compare(fl: dict[str, Any], nv: dict[str, Any] | None, clients: int) -> dict
         print("round_s, NVFlare:   server job log: 'Round 0 started.' -> 'Round 0 finished.'")
         print(f"  (NVFlare round_wall_s, {nv.get('round_wall_source')}: {_fmt(nv.get('round_wall_s'), 3, ' s')})")
     print(f"MB moved = 2 x {clients} clients x {fl['model_mb']:g} MB = {fl['mb_moved']:g} MB (MB = 1e6 bytes)")
-    print("peak RSS = max(sampled RSS, VmHWM); flruntime: one process per participant (job in threads)")
+    shape = "a job process per participant (its child)" if fl.get("job_processes") else "the job in threads"
+    print(f"peak RSS = max(sampled RSS, VmHWM); flruntime: {shape}")
     print()
     throughput_ok = None if throughput is None else throughput >= TARGET_THROUGHPUT
     memory_ok = None if fl_x is None or not fl["ok"] else fl_x < TARGET_PEAK_OVER_MODEL
@@ -661,7 +794,13 @@ def compare(fl: dict[str, Any], nv: dict[str, Any] | None, clients: int) -> dict
         f"({TARGET_PEAK_OVER_MODEL * model_mib:.0f} MiB): "
         + ("not measured" if memory_ok is None else f"{fl_x:.2f}x -> {'MET' if memory_ok else 'NOT MET'}")
     )
+    server_ok = None if server_x is None or not fl["ok"] else server_x <= TARGET_SERVER_JOB_OVER_MODEL
+    print(
+        f"target server's job process <= {TARGET_SERVER_JOB_OVER_MODEL:g}x model: "
+        + ("not measured" if server_ok is None else f"{server_x:.2f}x -> {'MET' if server_ok else 'NOT MET'}")
+    )
     return {
+        "target_server_job_memory_met": server_ok,
         "throughput_ratio_nvflare_round_over_flruntime_round": throughput,
         "memory_ratio_nvflare_over_flruntime": memory_ratios,
         "nvflare_mb_per_s_on_round_s": nv_mbs,

@@ -132,7 +132,7 @@ def _results_json_records(path: Path) -> list[dict[str, Any]]:
 
 def _metric_records(folder: Path, sources: list[str]) -> list[dict[str, Any]]:
     """The metric records of the folder's best source (see the module's docstring)."""
-    from flruntime.federation.metrics import METRICS_FILE
+    from flruntime.jobproc.metrics import METRICS_FILE
 
     if (folder / METRICS_FILE).is_file():
         sources.append(METRICS_FILE)
@@ -177,7 +177,7 @@ def _curves(records: Iterable[dict[str, Any]]) -> dict[str, SiteSeries]:
 
 def _system(folder: Path, records: list[dict[str, Any]], sources: list[str]) -> dict[str, SiteSeries]:
     """System samples per quantity and site: ``sites/<site>/stats.jsonl``, else the ``system/...`` records."""
-    from flruntime.federation.jobs import SITE_STATS, SITES
+    from flruntime.jobproc.metrics import SITE_STATS, SITES
 
     samples: list[tuple[str, str, float, float]] = []  # (quantity, site, time, value)
     for stats in sorted((folder / SITES).glob(f"*/{SITE_STATS}")):

@@ -1,7 +1,9 @@
-"""The dashboard's parts without a federation: login tokens, the workspace readers, start errors, the command."""
+"""The dashboard's parts without a federation: logins and sessions (Flask's test client), the workspace readers,
+start errors, the command, and its imports (none of the federation server)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
 from pathlib import Path
@@ -10,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from flruntime.dashboard import start_dashboard
-from flruntime.dashboard.auth import LoginTokens, Viewer
+from flruntime.dashboard.auth import LoginTokens, Sessions, Viewer
 from flruntime.dashboard.views import CurveReader, cross_val, model_files, tail
 from flruntime.errors import UsageError
 from flruntime.federation.commands import AdminCommands
@@ -39,6 +41,106 @@ def test_a_login_token_works_once_and_only_before_it_expires():
     assert tokens.redeem("forged") is None
     clock.now += 61
     assert tokens.redeem(second) is None  # expired
+
+
+def test_a_session_lives_until_closed_or_expired():
+    clock = Clock()
+    sessions = Sessions(ttl=60, clock=clock)
+    first, second = sessions.open(ALICE), sessions.open(ALICE)
+    assert first != second and len(first) >= 40
+    assert sessions.get(first) == ALICE
+    sessions.close(first)
+    assert sessions.get(first) is None
+    assert sessions.get("forged") is None
+    clock.now += 61
+    assert sessions.get(second) is None  # expired, and forgotten
+    assert len(sessions) == 0
+
+
+def _host(tmp_path: Path) -> SimpleNamespace:
+    member = Member(ALICE.name, "admin", ALICE.org, ALICE.role)
+    return SimpleNamespace(
+        kit=SimpleNamespace(project="demo", name="server", host="localhost", members={member.name: member}),
+        store=SimpleNamespace(all=lambda: [], get=lambda job_id: None),
+        workspace=tmp_path,
+        snapshot=lambda: {"sites": {}, "uptime_s": 1.0},
+    )
+
+
+def test_a_copied_session_cookie_is_refused_after_logout(tmp_path: Path):
+    pytest.importorskip("flask")
+    from flruntime.dashboard.app import create_app
+
+    tokens, sessions = LoginTokens(), Sessions()
+    app = create_app(_host(tmp_path), tokens, sessions)  # type: ignore[arg-type]
+    name = app.config["SESSION_COOKIE_NAME"]
+    browser = app.test_client()
+    assert browser.get("/api/overview").status_code == 401
+    login = browser.get("/login?token=" + tokens.issue(ALICE))
+    assert (login.status_code, login.headers["Location"]) == (303, "/")
+    cookie = browser.get_cookie(name)
+    assert cookie is not None and len(sessions) == 1
+    copied = cookie.value
+    assert browser.get("/api/overview").json["me"] == {"name": ALICE.name, "org": ALICE.org, "role": ALICE.role}
+
+    thief = app.test_client()  # the same cookie, elsewhere: works while the session lives
+    thief.set_cookie(name, copied)
+    assert thief.get("/api/overview").status_code == 200
+
+    assert browser.get("/logout").status_code == 200
+    assert browser.get_cookie(name) is None and len(sessions) == 0
+    replay = app.test_client()
+    replay.set_cookie(name, copied)
+    refused = replay.get("/api/overview")
+    assert (refused.status_code, refused.json) == (
+        401,
+        {"error": "not logged in: get a login link with `flruntime admin -c dashboard_login`"},
+    )
+    assert replay.get("/").status_code == 401
+    assert thief.get("/api/overview").status_code == 401
+
+
+def test_logging_in_again_closes_the_previous_session(tmp_path: Path):
+    pytest.importorskip("flask")
+    from flruntime.dashboard.app import create_app
+
+    tokens, sessions = LoginTokens(), Sessions()
+    app = create_app(_host(tmp_path), tokens, sessions)  # type: ignore[arg-type]
+    name = app.config["SESSION_COOKIE_NAME"]
+    browser = app.test_client()
+    browser.get("/login?token=" + tokens.issue(ALICE))
+    cookie = browser.get_cookie(name)
+    assert cookie is not None
+    browser.get("/login?token=" + tokens.issue(ALICE))
+    assert len(sessions) == 1
+    old = app.test_client()
+    old.set_cookie(name, cookie.value)
+    assert old.get("/api/overview").status_code == 401
+    assert browser.get("/api/overview").status_code == 200
+
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "flruntime" / "dashboard"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an import statement of ``path`` names (TYPE_CHECKING blocks and functions included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in DASHBOARD.glob("*.py")))
+def test_the_dashboard_does_not_import_the_federation_server(module: str):
+    imported = _imported_modules(DASHBOARD / module)
+    assert not {
+        n for n in imported if n == "flruntime.federation.server" or n.startswith("flruntime.federation.server.")
+    }
+    assert "flruntime.federation.FederationServer" not in imported  # nor through the package
 
 
 def test_tail_returns_the_last_lines(tmp_path: Path):

@@ -9,7 +9,7 @@ import torch
 from flruntime.components.locators.np_file import NPModelLocator
 from flruntime.components.locators.pt_file import PTFileModelLocator
 from flruntime.components.persistors.np_file import NPModelPersistor
-from flruntime.components.persistors.pt_file import PTFileModelPersistor
+from flruntime.components.persistors.pt_file import ENV_ALLOW_PICKLE, PTFileModelPersistor
 from wfkit import write_job
 
 from flruntime.events.bus import EventBus
@@ -123,6 +123,61 @@ def test_source_checkpoint_relative_to_custom(tmp_path, wrapped):
         assert list(model.params) == ["fc.weight", "fc.bias"]
         assert model.params["fc.weight"].tolist() == [[9.0, 8.0]]
         assert model.meta == ({"from": "ckpt"} if wrapped else {})
+
+
+class Blob:
+    """Something only a full unpickle can build (a job's checkpoint might hold any object)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def pickled_checkpoint(tmp_path: Path) -> Path:
+    (tmp_path / "app" / "custom").mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "app" / "custom" / "init.pt"
+    torch.save({"model": {"fc.bias": torch.tensor([7.0])}, "meta_props": {}, "extra": Blob(1)}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("weights_only", "site", "hint"),
+    [
+        (False, None, f", or start the site with {ENV_ALLOW_PICKLE}=1 to allow full loads"),
+        (True, None, " (load_weights_only is true: a full load is never tried)"),
+        (True, "1", " (load_weights_only is true: a full load is never tried)"),
+        (False, "0", f", or start the site with {ENV_ALLOW_PICKLE}=1 to allow full loads"),
+    ],
+    ids=["job-default", "job-weights-only", "job-weights-only-site-allows", "site-says-0"],
+)
+def test_a_pickled_checkpoint_is_refused_unless_the_site_allows_it(tmp_path, monkeypatch, weights_only, site, hint):
+    path = pickled_checkpoint(tmp_path)
+    if site is None:
+        monkeypatch.delenv(ENV_ALLOW_PICKLE, raising=False)
+    else:
+        monkeypatch.setenv(ENV_ALLOW_PICKLE, site)
+    p = PTFileModelPersistor(source_ckpt_file_full_name="init.pt", load_weights_only=weights_only)
+    with pytest.raises(ValueError) as info:
+        p.load(make_ctx(tmp_path))
+    assert str(info.value) == (
+        f"{path}: not loaded: the checkpoint holds a pickled {Blob.__module__}.Blob, and job checkpoints load with "
+        f"torch.load(weights_only=True) (unpickling can run code); save it as a plain state_dict{hint}"
+    )
+    assert "\n" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_the_site_can_allow_a_pickled_checkpoint(tmp_path, monkeypatch):
+    pickled_checkpoint(tmp_path)
+    monkeypatch.setenv(ENV_ALLOW_PICKLE, "1")
+    p = PTFileModelPersistor(source_ckpt_file_full_name="init.pt")  # load_weights_only=False: NVFlare's default
+    assert p.load(make_ctx(tmp_path)).params["fc.bias"].tolist() == [7.0]
+
+
+def test_a_plain_state_dict_loads_without_the_sites_permission(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_ALLOW_PICKLE, raising=False)
+    (tmp_path / "app" / "custom").mkdir(parents=True)
+    torch.save({"fc.weight": torch.tensor([[9.0, 8.0]]), "fc.bias": torch.tensor([7.0])}, tmp_path / "app/custom/a.pt")
+    p = PTFileModelPersistor(model=Net(), source_ckpt_file_full_name="a.pt")
+    assert p.load(make_ctx(tmp_path)).params["fc.weight"].tolist() == [[9.0, 8.0]]
 
 
 def test_missing_source_checkpoint(tmp_path):

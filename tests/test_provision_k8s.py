@@ -241,7 +241,9 @@ def test_deployments_run_site_start_with_the_kit_and_a_workspace(result):
     assert server["ports"] == [
         {"name": "fed-learn", "containerPort": 9002, "protocol": "TCP"},
         {"name": "admin", "containerPort": 9003, "protocol": "TCP"},
+        *({"name": f"job-{i}", "containerPort": 9004 + i, "protocol": "TCP"} for i in range(4)),
     ]
+    assert server["env"] == [{"name": "FLRUNTIME_JOB_PORTS", "value": "9004-9007"}]  # one port per running job
 
 
 def test_service_selects_the_server_pod_on_both_ports(result):
@@ -251,6 +253,7 @@ def test_service_selects_the_server_pod_on_both_ports(result):
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
         ("fed-learn", 9002, 9002),
         ("admin", 9003, 9003),
+        *((f"job-{i}", 9004 + i, 9004 + i) for i in range(4)),
     ]
     for name, manifest in manifests.items():
         if manifest["kind"] == "Deployment":
@@ -358,7 +361,11 @@ def test_a_kit_mounted_from_a_secret_verifies_and_tampering_is_still_found(resul
         (
             [{"path": "K8sBuilder", "args": {"replicas": 2}}],
             "$.builders[0].args.replicas: unknown argument (known: namespace, image, storage_size, storage_class, "
-            "access_mode)",
+            "access_mode, job_ports)",
+        ),
+        (
+            [{"path": "K8sBuilder", "args": {"job_ports": 0}}],
+            "$.builders[0].args.job_ports: must be a number of ports from 1 to 100, got 0",
         ),
         (
             [{"path": "DockerBuilder", "args": {"image": "a:1"}}, {"path": "K8sBuilder", "args": {"image": "b:2"}}],

@@ -37,7 +37,9 @@ class MonaiBundlePersistor(PTFileModelPersistor):
         global_model_file_name: the global model's file, in the server's workspace.
         best_global_model_file_name: the best global model's file, in the server's workspace.
         source_ckpt_filename: a checkpoint with the initial weights, relative to the bundle
-            (``models/model.pt``); without it the network starts from its own initialisation.
+            (``models/model.pt``); without it the network starts from its own initialisation. It always loads with
+            ``torch.load(weights_only=True)`` (tensors and plain containers), even where the site sets
+            ``FLRUNTIME_ALLOW_PICKLE_CHECKPOINTS``.
         filter_id: a persistor filter applied after loading and before saving.
     """
 

@@ -4,6 +4,12 @@ The initial model comes from ``source_ckpt_file_full_name``, else from the ``mod
 on resume, from the global model file the earlier run saved. Inside flruntime the parameters are numpy
 arrays; the files hold ``{"model": state_dict of tensors, "meta_props": {...}}``, written atomically.
 Variables that ``exclude_vars`` matches are never sent out; they keep their initial values in the files.
+
+Checkpoints are never unpickled in full unless the site says so: the job's ``source_ckpt_file_full_name`` loads
+with ``torch.load(weights_only=True)`` (tensors and plain containers only), whatever the job's
+``load_weights_only``, unless the site's process runs with ``FLRUNTIME_ALLOW_PICKLE_CHECKPOINTS=1``
+(:data:`ENV_ALLOW_PICKLE`); then a job's ``load_weights_only=false`` (NVFlare's default) loads it in full. Files
+the persistor saved itself always load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import tempfile
 import threading
@@ -30,6 +37,44 @@ from flruntime.runtime.messages import MetaKey, ModelMessage, ParamsType
 log = logging.getLogger(__name__)
 
 StateDict = dict[str, Any]
+
+#: Set to ``1`` in the site's environment to let jobs' checkpoints be unpickled in full (``weights_only=False``).
+ENV_ALLOW_PICKLE = "FLRUNTIME_ALLOW_PICKLE_CHECKPOINTS"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def site_allows_pickle() -> bool:
+    """Whether this site lets jobs' checkpoints be unpickled in full (:data:`ENV_ALLOW_PICKLE` set to ``1``)."""
+    return os.environ.get(ENV_ALLOW_PICKLE, "").strip().lower() in _TRUE
+
+
+def load_job_checkpoint(path: Path, load_weights_only: bool) -> Any:
+    """``torch.load`` a checkpoint that a job supplied, safely unless the site allows otherwise.
+
+    It loads with ``weights_only=True`` unless the site allows full loads (:func:`site_allows_pickle`) and the job
+    does not ask for ``load_weights_only``.
+
+    Raises:
+        ValueError: (one line) the checkpoint holds objects ``weights_only=True`` refuses, and why it was not
+            loaded in full.
+    """
+    full = site_allows_pickle() and not load_weights_only
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not full)
+    except pickle.UnpicklingError as exc:
+        if full:
+            raise
+        found = _UNSUPPORTED.search(str(exc))
+        what = f"a pickled {found.group(1)}" if found else "objects other than tensors and plain containers"
+        if load_weights_only:
+            how = "save it as a plain state_dict (load_weights_only is true: a full load is never tried)"
+        else:
+            how = f"save it as a plain state_dict, or start the site with {ENV_ALLOW_PICKLE}=1 to allow full loads"
+        raise ValueError(
+            f"{path}: not loaded: the checkpoint holds {what}, and job checkpoints load with "
+            f"torch.load(weights_only=True) (unpickling can run code); {how}"
+        ) from None
 
 
 def _relative_name(arg: str, value: Any) -> str:
@@ -98,7 +143,9 @@ class PTFileModelPersistor(ModelPersistor):
         source_ckpt_file_full_name: a checkpoint with the initial weights (absolute, or relative to the app's
             ``custom/`` folder, then to the app folder); a raw state dict or ``{"model": state_dict}``.
         filter_id: a persistor filter applied after loading and before saving.
-        load_weights_only: load ``source_ckpt_file_full_name`` with ``torch.load(weights_only=True)``.
+        load_weights_only: load ``source_ckpt_file_full_name`` with ``torch.load(weights_only=True)``. It is
+            loaded so anyway unless the site's environment has ``FLRUNTIME_ALLOW_PICKLE_CHECKPOINTS=1``: only then
+            does ``false`` (the default, as in NVFlare) unpickle the checkpoint in full.
         allow_numpy_conversion: accepted for NVFlare compatibility; parameters are always numpy in flruntime.
     """
 
@@ -182,7 +229,7 @@ class PTFileModelPersistor(ModelPersistor):
         if self.source_ckpt_file_full_name:
             path = self._source_path(ctx)
             log.info("loading the initial model from %s", path)
-            data = torch.load(path, map_location="cpu", weights_only=self.load_weights_only)
+            data = load_job_checkpoint(path, self.load_weights_only)
             state, meta, conf = split_checkpoint(data, str(path))
             return state, meta, conf or train_conf
         if network is None:

@@ -186,13 +186,16 @@ class ScatterAndGather(Workflow):
             data.current_round, data.total_rounds = rnd, self.num_rounds
             ok: list[str] = []
             failed: list[str] = []
+            why: dict[str, str] = {}
             metrics = RoundMetrics()
 
             def admit(
-                result: TaskResult, rnd: int = rnd, failed: list[str] = failed
+                result: TaskResult, rnd: int = rnd, failed: list[str] = failed, why: dict[str, str] = why
             ) -> ModelMessage | None:  # the result's data when it is for this round and did not fail
                 if result.rc != ReturnCode.OK or result.data is None:
                     failed.append(result.site)
+                    if result.error:
+                        why[result.site] = result.error
                     log.warning("round %d: %s returned %s %s", rnd, result.site, result.rc, result.error)
                     return None
                 if result.headers.get("contribution_round") != rnd:
@@ -247,12 +250,15 @@ class ScatterAndGather(Workflow):
             )
             if ctx.abort.is_set():
                 return
+            causes = "".join(f"; {site}: {text}" for site, text in why.items())
             if failed and self.ignore_result_error is False:
-                raise RuntimeError(f"round {rnd}: {', '.join(failed)} failed and ignore_result_error is false")
+                raise RuntimeError(f"round {rnd}: {', '.join(failed)} failed and ignore_result_error is false{causes}")
             if not ok:
-                raise RuntimeError(f"round {rnd}: no client result could be aggregated")
+                raise RuntimeError(f"round {rnd}: no client result could be aggregated{causes}")
             if self.ignore_result_error is None and len(ok) < need:
-                raise RuntimeError(f"round {rnd}: only {len(ok)} of min_clients={need} results could be aggregated")
+                raise RuntimeError(
+                    f"round {rnd}: only {len(ok)} of min_clients={need} results could be aggregated{causes}"
+                )
             ctx.bus.fire(EventType.BEFORE_AGGREGATION, round=rnd, model=model)
             aggregate = aggregator.aggregate(ctx)
             ctx.bus.fire(EventType.AFTER_AGGREGATION, round=rnd, aggregate=aggregate)

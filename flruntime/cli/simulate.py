@@ -7,7 +7,11 @@ import sys
 from typing import Any
 
 from flruntime.cli.common import add_allow_option, add_override_option, overrides_of, policy_of
+from flruntime.config.job import name_too_long
+from flruntime.errors import ConfigError, UsageError
 from flruntime.exit_codes import ExitCode
+from flruntime.jobproc.check import check_job
+from flruntime.problems import Problem
 
 
 def register(verbs: Any) -> None:
@@ -21,6 +25,11 @@ def register(verbs: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in the workspace from its last model")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the final summary")
     p.add_argument(
+        "--processes",
+        action="store_true",
+        help="run every client in a job process of its own, as deployments do (default: threads of one process)",
+    )
+    p.add_argument(
         "--he-context-dir",
         metavar="DIR",
         help="HE keys made by 'flruntime he keys -w DIR': the server gets the public, clients the secret context",
@@ -30,11 +39,40 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _process_clients() -> Any:
+    from flruntime.jobproc.simulate import ProcessClients
+
+    return ProcessClients()
+
+
+def _preflight(args: argparse.Namespace, clients: list[str] | None) -> None:
+    """Check the job before anything runs, its custom/ code imported in a child process.
+
+    Code that exits, crashes or hangs at import is one problem line (exit 1), and so is a name too long for a folder.
+
+    Raises:
+        ConfigError: the job is invalid.
+        UsageError: a bad override, or a client name that cannot be a folder name.
+    """
+    for name in clients or []:
+        too_long = name_too_long(name)
+        if too_long is not None:
+            raise UsageError(f"client name {too_long}")
+    check = check_job(args.job_dir, overrides=overrides_of(args), allow=policy_of(args).extra_prefixes)
+    problems = check.error_problems
+    too_long = None if args.workspace else name_too_long(check.name)
+    if too_long is not None:  # the default workspace is a folder named after the job
+        problems.append(Problem(check.meta_file, ("name",), f"job name {too_long}", "pass -w WORKSPACE", code="name"))
+    if problems:
+        raise ConfigError(problems)
+
+
 def run(args: argparse.Namespace) -> int:
     """Simulate the job and return 0 when it completed."""
     from flruntime.runtime.simulator import simulate
 
     clients = [c.strip() for c in args.clients.split(",") if c.strip()] if args.clients else None
+    _preflight(args, clients)
     result = simulate(
         args.job_dir,
         n_clients=args.n_clients,
@@ -46,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=None if args.quiet else sys.stderr,
         he_context_dir=args.he_context_dir,
+        client_runner=_process_clients() if args.processes else None,
     )
     if args.quiet:
         print(f"{result.job}: {result.status}; results in {result.workspace}/results.json")

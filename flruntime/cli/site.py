@@ -22,6 +22,7 @@ ENV_RECONNECT_MAX = "FLRUNTIME_RECONNECT_MAX"
 ENV_MAX_JOBS = "FLRUNTIME_MAX_JOBS"
 ENV_MAX_UPLOAD = "FLRUNTIME_MAX_UPLOAD_MB"
 ENV_STREAM_RESULTS = "FLRUNTIME_STREAM_RESULTS"
+ENV_JOB_PORTS = "FLRUNTIME_JOB_PORTS"
 
 
 def register(verbs: Any) -> None:
@@ -52,6 +53,16 @@ def register(verbs: Any) -> None:
         help="a writable folder for job runs and logs (default: the kit folder; use it when the kit is read-only)",
     )
     start.set_defaults(func=run)
+
+
+def _job_ports() -> tuple[int, int] | None:
+    from flruntime.errors import UsageError
+    from flruntime.federation.runner import job_ports
+
+    try:
+        return job_ports(os.environ.get(ENV_JOB_PORTS))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _seconds(name: str, default: float) -> float:
@@ -104,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             max_jobs=int(_seconds(ENV_MAX_JOBS, 2)),
             max_upload=int(_seconds(ENV_MAX_UPLOAD, 1024) * 2**20),
             stream_results=os.environ.get(ENV_STREAM_RESULTS, "1").strip().lower() not in ("0", "false", "no", "off"),
+            job_ports=_job_ports(),
         )
         server = FederationServer(kit, workspace, settings)
         server.start()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from flruntime.client.base import ClientAPI, Incoming
 from flruntime.client.config import ClientConfig
+from flruntime.runtime import progress
 from flruntime.runtime.messages import ModelMessage
 from flruntime.tracking.record import AnalyticsRecord
 
@@ -76,6 +77,7 @@ class InProcessChannel:
     def take(self, timeout: float | None) -> Incoming | None:
         """Return the next task; None when the job ended (see :attr:`stopped`) or after ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        progress.touch()
         with self._cond:
             while True:
                 if self._task is not None:
@@ -93,6 +95,7 @@ class InProcessChannel:
 
     def put_result(self, task_id: str, result: ModelMessage) -> None:
         """Hand the result of ``task_id`` to the waiting executor (dropped if it gave up on the task)."""
+        progress.touch()
         with self._cond:
             if task_id in self._withdrawn:
                 log.warning("dropping a result sent after its task was given up (timed out or aborted)")
@@ -123,6 +126,7 @@ class InProcessClientAPI(ClientAPI):
         self._on_log = on_log
 
     def _log(self, record: AnalyticsRecord) -> None:
+        progress.touch()
         if self._on_log is None:
             raise RuntimeError("flare.log(): this Client API session has no metrics path")
         self._on_log(record)

@@ -8,6 +8,8 @@ which becomes a job with one app deployed to ``@ALL``.
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,45 @@ from flruntime.problems import Problem
 SERVER = "server"
 ALL = "@ALL"
 CONFIG_NAMES = {"server": "config_fed_server", "client": "config_fed_client"}
+#: The longest file name (bytes) and path (bytes, without the terminating NUL) Linux and macOS accept.
+NAME_MAX = 255
+PATH_MAX = 4095
+
+
+def shorten(text: str, keep: int = 40) -> str:
+    """Quote ``text`` for a problem line, cut to ``keep`` characters (``'aaaa…'``)."""
+    return f"'{text[:keep]}…'" if len(text) > keep else f"'{text}'"
+
+
+def name_too_long(name: str) -> str | None:
+    """Say why ``name`` cannot be a file or folder name (a part over :data:`NAME_MAX` bytes), or None.
+
+    ``"'aaaa…' is too long (300 characters; a file name may have at most 255)"``; a name with ``/`` is
+    checked part by part.
+    """
+    for part in name.split("/"):
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            count = f"{len(part)} characters" if size == len(part) else f"{size} bytes in UTF-8"
+            return f"{shorten(name)} is too long ({count}; a file name may have at most {NAME_MAX})"
+    return None
+
+
+def path_too_long(path: Path, shown: str | None = None) -> str | None:
+    """Say why ``path`` cannot be used, or None.
+
+    A part over :data:`NAME_MAX` bytes (that part is quoted), or the whole, made absolute, over :data:`PATH_MAX`
+    bytes (``shown`` is quoted, default: the path).
+    """
+    for part in path.parts:
+        why = name_too_long(part)
+        if why is not None:
+            return why
+    size = len(os.fsencode(os.path.abspath(path)))
+    if size > PATH_MAX:
+        label = str(path) if shown is None else shown
+        return f"{shorten(label)} makes a path too long ({size} bytes; a path may have at most {PATH_MAX})"
+    return None
 
 
 def find_config(folder: Path, stem: str) -> Path | None:
@@ -172,7 +213,27 @@ def discover(root: Path) -> tuple[JobFolder, list[Problem]]:
     job.deploy_map = {str(app): _sites(v) for app, v in raw_map.items()}
     problems += _check_deploy_map(job, meta)
     for app_name in job.deploy_map:
-        app = _app_folder(root, app_name, flat_root)
+        probe = root / app_name / "config" / "config_fed_client.json.default"  # the longest path looked at
+        too_long = name_too_long(app_name) or path_too_long(probe, app_name)
+        if too_long is not None:
+            problems.append(meta.problem(("deploy_map",), f"app name {too_long}", code="deploy-map"))
+            continue
+        for s in job.deploy_map[app_name]:
+            too_long = name_too_long(s)  # a site's name becomes a folder of its workspace
+            if too_long is not None:
+                problems.append(meta.problem(("deploy_map", app_name), f"site name {too_long}", code="deploy-map"))
+        try:
+            app = _app_folder(root, app_name, flat_root)
+        except OSError as exc:  # unreadable (EACCES), a loop of links, ...: a problem, never a crash
+            reason = exc.strerror or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            problems.append(
+                meta.problem(
+                    ("deploy_map", app_name),
+                    f"app '{app_name}': cannot look at its folder ({reason})",
+                    code="deploy-map",
+                )
+            )
+            continue
         if app is None:
             existing = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
             hint = f"existing folders: {', '.join(existing)}" if existing else "create the app folder with config/"

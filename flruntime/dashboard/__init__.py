@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from flruntime.errors import UsageError
 
 if TYPE_CHECKING:
+    from flruntime.dashboard.host import DashboardHost
     from flruntime.dashboard.service import Dashboard
-    from flruntime.federation.server import FederationServer
 
 #: The dashboard's port (``0``: a free one); unset: no dashboard.
 ENV_DASHBOARD_PORT = "FLRUNTIME_DASHBOARD_PORT"
@@ -28,7 +28,7 @@ ENV_DASHBOARD_HOST = "FLRUNTIME_DASHBOARD_HOST"
 DEFAULT_HOST = "127.0.0.1"
 
 
-def start_dashboard(server: FederationServer, port: int | str, host: str = DEFAULT_HOST) -> Dashboard:
+def start_dashboard(server: DashboardHost, port: int | str, host: str = DEFAULT_HOST) -> Dashboard:
     """Serve the dashboard of ``server`` in a thread and return it (``.url``, ``.login_url(admin)``, ``.stop()``).
 
     Raises:

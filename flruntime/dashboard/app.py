@@ -1,9 +1,11 @@
 """The dashboard's Flask application: two pages that poll JSON endpoints, downloads, and two POST actions.
 
-Every request but ``/login`` needs a session (a signed cookie, HttpOnly, SameSite=Strict, made by redeeming a
-one-time token). Without one, pages answer 401 with a page that says how to log in, JSON endpoints 401 with
-``{"error": ...}``. Abort, clone and downloads run as the session's admin through the server's admin commands, so
-the policy and the audit log are the same as for the console; POSTs also need the session's CSRF token.
+Every request but ``/login`` needs a live session: redeeming a one-time token opens one on the server
+(:class:`~flruntime.dashboard.auth.Sessions`) and the cookie (signed, HttpOnly, SameSite=Strict) carries its id;
+``/logout`` closes it, so a copy of the cookie no longer works either. Without one, pages answer 401 with a page
+that says how to log in, JSON endpoints 401 with ``{"error": ...}``. Abort, clone and downloads run as the
+session's admin through the server's admin commands, so the policy and the audit log are the same as for the
+console; POSTs also need the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, send_file, session
 
 from flruntime import __version__
-from flruntime.dashboard.auth import LoginTokens, Viewer
+from flruntime.dashboard.auth import SESSION_TTL, LoginTokens, Sessions
 from flruntime.dashboard.views import CurveReader, cross_val, job_rows, log_tails, model_files, run_dir, site_rows
 from flruntime.federation.jobs import JobRecord
 from flruntime.federation.kit import Member
@@ -27,10 +29,10 @@ from flruntime.federation.policy import allowed
 from flruntime.transport.streaming import control
 
 if TYPE_CHECKING:
-    from flruntime.federation.server import FederationServer
+    from flruntime.dashboard.host import DashboardHost
 
 #: How long a dashboard session lasts.
-SESSION_LIFETIME = timedelta(hours=8)
+SESSION_LIFETIME = timedelta(seconds=SESSION_TTL)
 #: The admin command that prints a login link.
 LOGIN_HINT = "flruntime admin -c dashboard_login"
 #: Security headers of every answer.
@@ -53,8 +55,9 @@ def plotly_js() -> bytes:
     return get_plotlyjs().encode("utf-8")
 
 
-def create_app(server: FederationServer, tokens: LoginTokens) -> Flask:
-    """The dashboard of ``server``; logins redeem ``tokens``."""
+def create_app(server: DashboardHost, tokens: LoginTokens, sessions: Sessions | None = None) -> Flask:
+    """The dashboard of ``server``; logins redeem ``tokens`` and open ``sessions`` (default: a new, empty set)."""
+    live = sessions if sessions is not None else Sessions(ttl=SESSION_LIFETIME.total_seconds())
     here = Path(__file__).parent
     app = Flask(__name__, template_folder=str(here / "templates"), static_folder=str(here / "static"))
     app.config.update(
@@ -82,8 +85,8 @@ def create_app(server: FederationServer, tokens: LoginTokens) -> Flask:
     def need_session() -> Response | None:
         if request.endpoint == "login":
             return None
-        raw = session.get("viewer")
-        viewer = Viewer(**raw) if isinstance(raw, dict) and set(raw) == {"name", "org", "role"} else None
+        sid = session.get("sid")
+        viewer = live.get(sid) if isinstance(sid, str) else None
         member = server.kit.members.get(viewer.name) if viewer else None
         if viewer is None or member is None or (member.org, member.role) != (viewer.org, viewer.role):
             why = f"not logged in: get a login link with `{LOGIN_HINT}`"
@@ -108,15 +111,21 @@ def create_app(server: FederationServer, tokens: LoginTokens) -> Flask:
         viewer = tokens.redeem(request.args.get("token", ""))
         if viewer is None:
             return login_page("this login link is unknown, used or expired: get a new one")
-        session.clear()
+        end_session()
         session.permanent = True
-        session["viewer"] = {"name": viewer.name, "org": viewer.org, "role": viewer.role}
+        session["sid"] = live.open(viewer)
         session["csrf"] = secrets.token_urlsafe(24)
         return redirect("/", code=303)
 
+    def end_session() -> None:
+        sid = session.get("sid")
+        if isinstance(sid, str):
+            live.close(sid)
+        session.clear()
+
     @app.get("/logout")
     def logout() -> Response:
-        session.clear()
+        end_session()
         return login_page("logged out", status=200)
 
     # --- helpers -----------------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
-"""One-time login tokens: the admin command ``dashboard_login`` issues one, ``/login?token=...`` redeems it.
+"""Logins and sessions: one-time login tokens and the server-side sessions they open.
 
-A token is 256 random bits, bound to the admin who asked (name, org, role), valid for :data:`TOKEN_TTL` seconds and
-for one login only. Only a hash of it is kept, in memory: a server restart ends every pending link (and, since the
-session cookies are signed with a key made at start, every session).
+The admin command ``dashboard_login`` issues a token, ``/login?token=...`` redeems it. A token is 256 random bits,
+bound to the admin who asked (name, org, role), valid for :data:`TOKEN_TTL` seconds and for one login only.
+
+A login opens a session in :class:`Sessions`: a random id, which is all the (signed) cookie carries, bound to the
+admin and valid for :data:`SESSION_TTL` seconds. Every request looks its id up, so ``/logout`` (which closes the
+session) ends it for every copy of the cookie too. Only hashes of tokens and session ids are kept, in memory: a
+server restart ends every pending link and every session.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 
 #: Seconds a login link stays valid.
 TOKEN_TTL = 300.0
+#: Seconds a dashboard session lasts (8 hours).
+SESSION_TTL = 8 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -61,3 +67,47 @@ class LoginTokens:
         if entry is None or entry[1] <= self._now():
             return None
         return entry[0]
+
+
+class Sessions:
+    """The open dashboard sessions, by (a hash of) their random id.
+
+    Args:
+        ttl: seconds each session lasts.
+        clock: the time source (monotonic seconds).
+    """
+
+    def __init__(self, ttl: float = SESSION_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._now = clock
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[Viewer, float]] = {}
+
+    def open(self, viewer: Viewer) -> str:
+        """Open a session for ``viewer`` and return its id (for the cookie)."""
+        sid = secrets.token_urlsafe(32)
+        now = self._now()
+        with self._lock:
+            self._open = {k: v for k, v in self._open.items() if v[1] > now}
+            self._open[_digest(sid)] = (viewer, now + self.ttl)
+        return sid
+
+    def get(self, sid: str) -> Viewer | None:
+        """The viewer of a live session; None for an unknown, closed or expired one (which is forgotten)."""
+        key = _digest(sid)
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is not None and entry[1] <= self._now():
+                del self._open[key]
+                entry = None
+        return None if entry is None else entry[0]
+
+    def close(self, sid: str) -> None:
+        """End a session (unknown ids are ignored)."""
+        with self._lock:
+            self._open.pop(_digest(sid), None)
+
+    def __len__(self) -> int:
+        """How many sessions are open (expired ones included until next pruned)."""
+        with self._lock:
+            return len(self._open)

@@ -11,12 +11,12 @@ from urllib.parse import quote
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from flruntime.dashboard.app import LOGIN_HINT, create_app
-from flruntime.dashboard.auth import LoginTokens, Viewer
+from flruntime.dashboard.auth import LoginTokens, Sessions, Viewer
 from flruntime.errors import UsageError
 from flruntime.federation.kit import Member
 
 if TYPE_CHECKING:
-    from flruntime.federation.server import FederationServer
+    from flruntime.dashboard.host import DashboardHost
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +38,26 @@ def _url_host(host: str) -> str:
 class Dashboard:
     """A running dashboard (use :meth:`start`)."""
 
-    def __init__(self, server: FederationServer, httpd: BaseWSGIServer, host: str, tokens: LoginTokens) -> None:
+    def __init__(
+        self, server: DashboardHost, httpd: BaseWSGIServer, host: str, tokens: LoginTokens, sessions: Sessions
+    ) -> None:
         self.server = server
         self.host = host
         self.port = int(httpd.port)
         self.tokens = tokens
+        self.sessions = sessions
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, name="server:dashboard", daemon=True)
 
     @classmethod
-    def start(cls, server: FederationServer, port: int, host: str) -> Dashboard:
+    def start(cls, server: DashboardHost, port: int, host: str) -> Dashboard:
         """Bind ``host:port`` (0: a free port) and serve in a thread.
 
         Raises:
             UsageError: the address cannot be bound.
         """
-        tokens = LoginTokens()
-        app = create_app(server, tokens)
+        tokens, sessions = LoginTokens(), Sessions()
+        app = create_app(server, tokens, sessions)
         # bound here, not by Werkzeug, which prints and exits when it cannot bind
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         try:
@@ -69,7 +72,7 @@ class Dashboard:
             ) from None
         finally:
             sock.close()  # the server holds its own duplicate
-        dashboard = cls(server, httpd, host, tokens)
+        dashboard = cls(server, httpd, host, tokens, sessions)
         # cookies are per host, not per port: one name per dashboard keeps two servers' sessions apart
         app.config["SESSION_COOKIE_NAME"] = f"flruntime_dashboard_{dashboard.port}"
         dashboard._thread.start()

@@ -20,11 +20,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flruntime.federation.jobs import SITE_LOG, SITE_STATS, SITES, JobRecord, site_dir
-from flruntime.federation.metrics import METRICS_FILE
+from flruntime.federation.jobs import JobRecord
+from flruntime.jobproc.metrics import METRICS_FILE, SITE_LOG, SITE_STATS, SITES, site_dir
 
 if TYPE_CHECKING:
-    from flruntime.federation.server import FederationServer
+    from flruntime.dashboard.host import DashboardHost
 
 #: Lines of each log the job page shows.
 LOG_LINES = 200
@@ -42,7 +42,7 @@ STATS_LOOKBACK = 20
 CURVES_KEPT = 32
 
 
-def run_dir(server: FederationServer, job_id: str) -> Path:
+def run_dir(server: DashboardHost, job_id: str) -> Path:
     """A job's run folder on the server."""
     return server.workspace / job_id
 
@@ -87,7 +87,7 @@ def tail(path: Path, lines: int = LOG_LINES, max_bytes: int = 2 * 2**20) -> str:
 # --- sites and jobs ---------------------------------------------------------------------------------------
 
 
-def _stats_sample(server: FederationServer, site: str, running: list[str], records: list[JobRecord]) -> dict | None:
+def _stats_sample(server: DashboardHost, site: str, running: list[str], records: list[JobRecord]) -> dict | None:
     candidates = [*running, *(r.job_id for r in records if site in r.sites and r.job_id not in running)]
     for job_id in candidates[:STATS_LOOKBACK]:
         sample = last_json_line(site_dir(server.workspace, job_id, site) / SITE_STATS)
@@ -99,7 +99,7 @@ def _stats_sample(server: FederationServer, site: str, running: list[str], recor
     return None
 
 
-def site_rows(server: FederationServer, records: list[JobRecord] | None = None) -> list[dict[str, Any]]:
+def site_rows(server: DashboardHost, records: list[JobRecord] | None = None) -> list[dict[str, Any]]:
     """Every client of the project: org, online, last heartbeat, version, jobs and latest system metrics."""
     seen = server.snapshot()["sites"]
     newest_first = list(reversed(records if records is not None else server.store.all()))

@@ -11,11 +11,11 @@ import grpc
 
 from flruntime.errors import AuthError, ConfigError, TransportError, UsageError
 from flruntime.federation.archive import unzip_to, zip_folder
-from flruntime.federation.client import explain
 from flruntime.federation.jobs import JobStatus
 from flruntime.federation.kit import Kit, load_kit
 from flruntime.packages import as_job_folder
 from flruntime.transport.grpc_link import Stub, secure_channel
+from flruntime.transport.retry import explain
 from flruntime.transport.streaming import assemble, control, iter_bytes, read_control
 from flruntime.validation import validate_job
 

@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flruntime.errors import ConfigError, UsageError
+from flruntime.errors import UsageError
 from flruntime.federation.archive import unzip_to, zip_folder
-from flruntime.federation.jobs import SITE_LOG, SITE_STATS, SITES, JobRecord, JobStatus, site_dir
+from flruntime.federation.jobs import JobRecord, JobStatus
 from flruntime.federation.kit import Member
 from flruntime.federation.policy import allowed
+from flruntime.jobproc.check import CheckResult, check_job
+from flruntime.jobproc.metrics import SITE_LOG, SITE_STATS, SITES, site_dir
 from flruntime.transport.codec import CodecError
 from flruntime.transport.streaming import as_dict, assemble, control, read_control
-from flruntime.validation import validate_job
 
 if TYPE_CHECKING:
     from flruntime.federation.server import FederationServer
@@ -120,23 +121,44 @@ class AdminCommands:
         name = str(head.get("name") or "")
         job_id = store.new_id()
         folder = store.folder(job_id)
-        try:
-            unzip_to(data, folder, label=f"job upload from {who.name}")
-            report = validate_job(folder, job_id=job_id)
-            if report.errors:
-                raise ConfigError(report.errors)
-        except (UsageError, ConfigError) as exc:
-            shutil.rmtree(folder.parent, ignore_errors=True)
-            log.warning("refused a job from %s: %s", who.name, exc)
-            self._audit(who, "submit_job", {"name": name}, "failed", str(exc).splitlines()[0])
-            return control(ok=False, errors=str(exc).splitlines())
-        sites = self.server.sites_of(report.job.client_sites(), report.job.deploy_map)
-        rec = JobRecord(job_id, name or report.job.name, who.name, time.time(), who.org, sites=sites)
-        store.add(rec)
+        queued = False
+        try:  # whatever happens before the job is queued, its folder goes again: no orphan in jobs/
+            check = self._store_and_check(who, data, folder, job_id)
+            if isinstance(check, list):  # refused: the one-line errors
+                log.warning("refused a job from %s: %s", who.name, check[0])
+                self._audit(who, "submit_job", {"name": name}, "failed", check[0])
+                return control(ok=False, errors=check)
+            sites = self.server.sites_of(check.client_sites, check.deploy_map)
+            rec = JobRecord(job_id, name or check.name, who.name, time.time(), who.org, sites=sites)
+            store.add(rec)
+            queued = True
+        finally:
+            if not queued:
+                shutil.rmtree(folder.parent, ignore_errors=True)
         log.info("job %s (%s) submitted by %s for %s", job_id, rec.name, who.name, ", ".join(sites))
         self._audit(who, "submit_job", {"name": rec.name, "job_id": job_id}, "ok")
         self.server.wake()
         return control(ok=True, job_id=job_id)
+
+    def _store_and_check(self, who: Member, data: bytes, folder: Path, job_id: str) -> CheckResult | list[str]:
+        """Unpack an upload into ``folder`` and check it; its code is imported in a short-lived child, never here.
+
+        Returns:
+            The check of a valid job, or the one-line errors that refuse it.
+        """
+        label = f"job upload from {who.name}"
+        try:
+            try:
+                unzip_to(data, folder, label=label)
+            except OSError as exc:  # an entry's name too long for this file system, the disk full, ...
+                raise UsageError(f"{label}: cannot unpack it ({exc.strerror or type(exc).__name__})") from exc
+            check = check_job(folder, job_id=job_id)
+        except UsageError as exc:
+            return str(exc).splitlines() or ["the job was refused"]
+        except Exception as exc:  # a bug: the submitter gets one line, the server log the traceback
+            log.exception("checking a job from %s failed", who.name)
+            return [f"the server could not check the job: {type(exc).__name__}: {exc}"]
+        return check.errors or check
 
     def download(self, who: Member, args: dict[str, Any]) -> tuple[bytes, str]:
         """Zip a job's run folder for an admin; returns (bytes, "") or (b"", why not)."""

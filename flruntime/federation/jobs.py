@@ -23,14 +23,6 @@ JOBS = "jobs"
 DATABASE = "jobs.db"
 FOLDER = "job"
 STOPPED_WHILE_RUNNING = "the server stopped while the job ran"
-SITES = "sites"
-SITE_LOG = "log.txt"
-SITE_STATS = "stats.jsonl"
-
-
-def site_dir(workspace: Path, job_id: str, site: str) -> Path:
-    """Where the server keeps what a site reported of a job (its log lines, its system metrics)."""
-    return workspace / job_id / SITES / site
 
 
 class JobStatus(StrEnum):

@@ -8,6 +8,7 @@ before it connects anywhere.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from flruntime.errors import UsageError
 from flruntime.provision.kit import CONFIG_FILE, ROOT_CERT
 from flruntime.provision.signature import verify_kit
+
+log = logging.getLogger(__name__)
 
 STARTUP = "startup"
 
@@ -179,3 +182,17 @@ def _admin(root: Path, config: dict[str, Any], root_cert: bytes) -> Kit:
         {},
         config,
     )
+
+
+def local_resources(root: Path) -> dict[str, Any]:
+    """A kit's ``local/resources.json`` (the site's GPUs, its job memory and progress limits), or nothing.
+
+    A file that cannot be read is ignored with a warning: the site still runs, with defaults.
+    """
+    path = root / "local" / "resources.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,28 +1,16 @@
-"""When a submitted job may start: its clients online, their resources free, no clash with running jobs' code."""
+"""When a submitted job may start: its clients online, their resources free.
+
+Jobs whose ``custom/`` folders define modules of the same name run side by side: each runs in its own job process.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 #: Resource keys of ``resource_spec`` (meta.json) and of a client's ``local/resources.json``.
 GPUS = "num_of_gpus"
 GPU_MEMORY = "mem_per_gpu_in_GiB"
-
-
-def custom_modules(job_dir: Path) -> set[str]:
-    """The top-level module names a job's ``custom/`` folders define (jobs run side by side only without a clash)."""
-    names: set[str] = set()
-    for custom in job_dir.rglob("custom"):
-        if not custom.is_dir():
-            continue
-        for entry in custom.iterdir():
-            if entry.suffix == ".py":
-                names.add(entry.stem)
-            elif entry.is_dir() and (entry / "__init__.py").exists():
-                names.add(entry.name)
-    return names
 
 
 def free_gpus(resources: Mapping[str, Any], used: int) -> int:

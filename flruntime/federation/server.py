@@ -1,16 +1,15 @@
 """The federation server: accepts clients and admins over gRPC with mutual TLS and runs submitted jobs.
 
 Clients register, send heartbeats (which also tell them which jobs to run or abort), fetch a job's folder,
-join the job, pull tasks and push results as chunked streams, and send federated events. Admins submit, list,
-abort and download jobs. Every call is authenticated by the certificate the TLS handshake verified: its
-name must be a participant of the project (the server kit's list) of the right type, and a client can only
-speak for itself. Jobs run one at a time, each with its own :class:`~flruntime.runtime.communicator.
-Communicator` and the same :class:`~flruntime.runtime.server.ServerEngine` as the simulator.
+and report when a job failed on their side. Admins submit, list, abort and download jobs. Every call is
+authenticated by the certificate the TLS handshake verified: its name must be a participant of the project (the
+server kit's list) of the right type, and a client can only speak for itself. Each job runs in a job process of
+its own (:mod:`flruntime.federation.runner`), which serves the job's tasks, results and events on its own port:
+this process never imports a job's code and never holds its models.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -24,19 +23,14 @@ import grpc
 
 from flruntime.dashboard import DEFAULT_HOST, ENV_DASHBOARD_HOST, ENV_DASHBOARD_PORT, start_dashboard
 from flruntime.errors import UsageError
-from flruntime.events.types import EventType
 from flruntime.federation.commands import AdminCommands
-from flruntime.federation.jobs import SITE_LOG, SITE_STATS, JobStore, site_dir
+from flruntime.federation.jobs import JobStore
 from flruntime.federation.kit import Kit, Member
-from flruntime.federation.metrics import system_records
 from flruntime.federation.policy import AUDIT_FILE, AuditLog
 from flruntime.federation.runner import JobRun, JobRunner, Settings, SiteState
-from flruntime.runtime.communicator import Shutdown
-from flruntime.runtime.messages import TaskResult
-from flruntime.runtime.streamed import ResultSink
-from flruntime.transport.codec import ArraySpec, CodecError
+from flruntime.jobproc.metrics import SITE_LOG, site_dir
 from flruntime.transport.grpc_link import OPTIONS, generic_handler, identity, server_credentials
-from flruntime.transport.streaming import as_dict, control, iter_bytes, iter_message, read_control, receive
+from flruntime.transport.streaming import as_dict, control, iter_bytes, read_control
 
 if TYPE_CHECKING:
     from flruntime.dashboard.service import Dashboard
@@ -67,7 +61,6 @@ class FederationServer(JobRunner):
         self._sites: dict[str, SiteState] = {}
         self._runs: dict[str, JobRun] = {}
         self._stop = threading.Event()
-        self._uploads = threading.Semaphore(self.settings.max_concurrent_uploads)
         self._grpc: grpc.Server | None = None
         self._threads: list[threading.Thread] = []
         self.ports: list[int] = []
@@ -117,9 +110,7 @@ class FederationServer(JobRunner):
             self._lock.notify_all()
         for run in runs:
             run.abort.set()
-            run.comm.shutdown()
-            if run.engine is not None:
-                run.engine.abort()
+            run.commander.send("abort")
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
         for thread in self._threads:
@@ -224,18 +215,19 @@ class FederationServer(JobRunner):
             entry = self._sites[who.name]
             entry.jobs = sorted(running)
             action, entry.action = entry.action, ""
-            for jid in running:  # back after being considered gone: its job engine takes tasks again
+            back = []
+            for jid in running:  # back after being considered gone: its job process takes it again
                 run = self._runs.get(jid)
-                if run is not None and who.name in run.rec.sites and who.name not in run.joined and run.engine:
-                    run.comm.register(who.name)
+                if run is not None and who.name in run.rec.sites and who.name not in run.joined and run.live:
                     run.joined.add(who.name)
-                    log.info("job %s: '%s' is back", jid, who.name)
-            wanted = {
-                jid: run.rec.name
-                for jid, run in self._runs.items()
-                if who.name in run.rec.sites and not run.comm.is_shut_down and not run.abort.is_set()
-            }
-        deploy = [{"job_id": jid, "name": name} for jid, name in wanted.items() if jid not in running]
+                    back.append(run)
+            wanted = {jid: run for jid, run in self._runs.items() if who.name in run.rec.sites and run.live}
+        for run in back:
+            run.commander.send("back", site=who.name)
+            log.info("job %s: '%s' is back", run.rec.job_id, who.name)
+        deploy = [
+            {"job_id": jid, "name": run.rec.name, "port": run.port} for jid, run in wanted.items() if jid not in running
+        ]
         abort = sorted(running - wanted.keys())
         if action:
             log.info("client '%s': told to %s", who.name, action)
@@ -255,117 +247,22 @@ class FederationServer(JobRunner):
         assert run is not None
         yield from iter_bytes(run.archive, name=run.rec.name)
 
-    def join(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        """A client's engine for a job is ready for tasks."""
-        who = self._who(context, "Join", "client")
-        job_id = read_control(request).get("job_id")
-        run = self._run_for(context, job_id)
+    def job_failed(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """A client's job process died or hung: its tasks of the job fail with the reason it gives."""
+        who = self._who(context, "JobFailed", "client")
+        req = read_control(request)
+        reason = str(req.get("reason", ""))[:2000] or "its job process ended"
+        run = self._run_for(context, req.get("job_id"))
         if run is None or who.name not in run.rec.sites:
-            return control(ok=False, reason=f"job {job_id} is not running for '{who.name}'")
-        run.comm.register(who.name)
-        with self._lock:
-            run.joined.add(who.name)
-            self._lock.notify_all()
-        log.info("job %s: '%s' joined", job_id, who.name)
-        return control(ok=True)
-
-    def pull(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        """Stream a client's next task of a job (or say there is none / the job ended)."""
-        who = self._who(context, "Pull", "client")
-        req = read_control(request)
-        run = self._run_for(context, req.get("job_id"))
-        if run is None:
-            yield control(kind="shutdown")
-            return
-        wait = min(max(float(req.get("timeout", 1.0)), 0.0), 30.0)
-        task = run.comm.pull(who.name, wait)
-        if task is None:
-            yield control(kind="none")
-            return
-        if isinstance(task, Shutdown):
-            yield control(kind="shutdown")
-            return
-        delivered = False
-        try:
-            yield from iter_message(task, kind="task")
-            delivered = True
-        finally:
-            if not delivered:
-                log.warning(
-                    "job %s: task '%s' did not reach '%s' (the stream broke)", run.rec.job_id, task.name, who.name
-                )
-
-    def submit(self, request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        """Receive a task result as a chunked stream: folded into the aggregate as it arrives, or whole."""
-        who = self._who(context, "Submit", "client")
-
-        def open_sink(head: dict[str, Any], message: Any, arrays: list[ArraySpec]) -> ResultSink | None:
-            result = self._own_result(context, who, message)
-            run = self._run_for(context, head.get("job_id"))
-            return run.comm.open_stream(result, arrays) if run is not None else None
-
-        try:  # results held whole are bounded by _uploads: the others wait, flow-controlled, in their streams
-            got = receive(request_iterator, open_sink if self.settings.stream_results else None, whole=self._uploads)
-        except CodecError as exc:
-            log.warning("refused a result from '%s': %s", who.name, exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if got.accepted is not None:
-            return control(accepted=got.accepted)
-        result = self._own_result(context, who, got.message)
-        run = self._run_for(context, got.head.get("job_id"))
-        if run is None:
-            return control(accepted=False, reason="the job is not running")
-        return control(accepted=run.comm.submit(result))
-
-    def _own_result(self, context: grpc.ServicerContext, who: Member, result: Any) -> TaskResult:
-        """``result`` when it is a task result of the caller's own site (the call is aborted otherwise)."""
-        if not isinstance(result, TaskResult):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a task result")
-        assert isinstance(result, TaskResult)
-        if result.site != who.name:
-            self._refuse(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                "Submit",
-                context.peer(),
-                f"'{who.name}' sent a result in the name of '{result.site}'",
-            )
-        return result
-
-    def event(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        """A federated event from a client's job."""
-        who = self._who(context, "Event", "client")
-        req = read_control(request)
-        run = self._run_for(context, req.get("job_id"))
-        if run is not None:
-            run.comm.deliver_event(who.name, str(req.get("name", "")), dict(req.get("data") or {}))
-        return control(ok=run is not None)
-
-    def report(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        """A client's log lines and system metrics for a job, kept in ``WORKSPACE/<job>/sites/<site>/``."""
-        who = self._who(context, "Report", "client")
-        req = read_control(request)
-        job_id = str(req.get("job_id", ""))
-        run_dir = self.workspace / job_id
-        if not job_id or "/" in job_id or job_id.startswith(".") or not run_dir.is_dir():
             return control(ok=False)
-        folder = site_dir(self.workspace, job_id, who.name)
+        log.error("job %s: %s", run.rec.job_id, reason)
+        with self._lock:
+            run.joined.discard(who.name)
+        run.commander.send("failed", site=who.name, reason=reason)
+        folder = site_dir(self.workspace, run.rec.job_id, who.name)
         folder.mkdir(parents=True, exist_ok=True)
-        lines = [str(line) for line in req.get("lines", [])]
-        if lines:
-            with (folder / SITE_LOG).open("a", encoding="utf-8") as f:
-                f.write("".join(line if line.endswith("\n") else line + "\n" for line in lines))
-        stats = [s for s in req.get("stats", []) if isinstance(s, dict)]
-        if stats:
-            with (folder / SITE_STATS).open("a", encoding="utf-8") as f:
-                f.write("".join(json.dumps(s) + "\n" for s in stats))
-            run = self._run_for(context, job_id)
-            if run is not None and run.bus is not None:  # into the job's tracking receivers, like other metrics
-                for sample in stats:
-                    step = run.samples.get(who.name, 0)
-                    run.samples[who.name] = step + 1
-                    for record in system_records(sample, step):
-                        run.bus.fire(EventType.FED_ANALYTIX_LOG_STATS, origin=who.name, record=record)
+        with (folder / SITE_LOG).open("a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ERROR flruntime.federation.server: {reason}\n")
         return control(ok=True)
 
     # --- admins --------------------------------------------------------------------------------------
@@ -404,9 +301,8 @@ class FederationServer(JobRunner):
             if run is None:
                 return False
             run.abort.set()
-            if run.engine is not None:
-                run.engine.abort()
             self._lock.notify_all()
+        run.commander.send("abort")
         return True
 
     def snapshot(self) -> dict[str, Any]:
@@ -462,7 +358,8 @@ class FederationServer(JobRunner):
                     "client '%s': no heartbeat for %.0f s; considered gone", site, self.settings.heartbeat_timeout
                 )
                 for run in runs:
-                    run.comm.remove(site)
+                    if site in run.rec.sites:
+                        run.commander.send("gone", site=site)
                     with self._lock:
                         run.joined.discard(site)
 

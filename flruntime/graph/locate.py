@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import pkgutil
 import sys
 import threading
@@ -169,6 +170,53 @@ def _submodules(module: ModuleType) -> list[str]:
     return [m.name for m in pkgutil.iter_modules(paths)] if paths else []
 
 
+def custom_file_of(filename: str) -> str | None:
+    """Name a source file of an active :func:`job_imports` folder as problems do (``custom/pkg/mod.py``).
+
+    Returns None when the file is not under such a folder.
+    """
+    with _scopes_lock:
+        roots = list(_scopes)
+    full = os.path.abspath(filename)
+    for root in roots:
+        base = os.path.abspath(root)
+        if full.startswith(base + os.sep):
+            return Path(os.path.basename(base), os.path.relpath(full, base)).as_posix()
+    return None
+
+
+def _importing(module: str, exc: BaseException) -> str:
+    """``custom/x.py: importing it`` for the innermost custom file in ``exc``'s traceback, else the module."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        found = custom_file_of(tb.tb_frame.f_code.co_filename) or found
+        tb = tb.tb_next
+    return f"{found}: importing it" if found else f"importing module '{module}'"
+
+
+def _exit_status(exc: SystemExit) -> str:
+    """The exit status Python would end with for ``exc`` (``sys.exit("text")`` prints the text, status 1)."""
+    if exc.code is None:
+        return "0"
+    if isinstance(exc.code, int) and not isinstance(exc.code, bool):
+        return str(exc.code)
+    text = str(exc.code)
+    return f"1 and the message '{text[:80]}{'…' if len(text) > 80 else ''}'"
+
+
+def _memory_hint() -> str:
+    """Say how much memory the process may use when a limit (a job check's) is set."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return ""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return ""
+    return f"a job check may use {soft // 2**20} MiB; import less at module level, or raise FLRUNTIME_CHECK_MEMORY_MB"
+
+
 def import_class(path: str) -> type:
     """Import ``pkg.module.Class`` step by step, explaining the step that failed.
 
@@ -197,7 +245,16 @@ def import_class(path: str) -> type:
             close = difflib.get_close_matches(parts[i - 1], _submodules(module), n=1)
             hint = f"did you mean '{parent}.{close[0]}'?" if close else "check the spelling"
             raise LocateError(f"module '{parent}' has no submodule '{parts[i - 1]}'", hint) from exc
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except SystemExit as exc:  # a module that ends the process when imported (a script, argparse)
+            raise LocateError(
+                f"{_importing(name, exc)} exited the process with code {_exit_status(exc)}",
+                "move that code under if __name__ == '__main__'",
+            ) from exc
+        except MemoryError as exc:
+            raise LocateError(f"{_importing(name, exc)} ran out of memory", _memory_hint()) from exc
+        except BaseException as exc:  # Exception, and BaseException subclasses of the job's own
             raise LocateError(
                 f"importing module '{name}' failed: {type(exc).__name__}: {exc}", "fix the error in that module"
             ) from exc

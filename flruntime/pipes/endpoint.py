@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from flruntime.pipes.base import thread_name
 from flruntime.roles import Pipe
+from flruntime.runtime import progress
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class PipeEndpoint:
             if message is None:
                 continue
             self._last_heard = time.monotonic()
+            progress.touch()
             topic, payload = message
             if topic == HEARTBEAT:
                 continue

@@ -6,7 +6,7 @@ Files (``kubectl apply -f prod_NN/k8s/`` reads them in this order)::
     01-workspaces-pvc.yaml        one PersistentVolumeClaim; each participant gets the folder named after it
     10-<name>-kit-secret.yaml     per server and client: a Secret holding its kit's startup/ files (mode 0600:
                                   they hold the private key)
-    20-<server>-service.yaml      the server's Service: fed_learn_port and admin_port
+    20-<server>-service.yaml      the server's Service: fed_learn_port, admin_port and the job processes' ports
     30-<name>-deployment.yaml     per server and client: one pod running
                                   ``python -m flruntime site start --kit /kits/<name> --workspace /workspace/<name>``
                                   with the Secret mounted read-only at /kits/<name>/startup and the claim's
@@ -81,10 +81,18 @@ def _secret(project: Project, k8s: K8sParams, p: Participant, kit: Path) -> dict
     }
 
 
-def _ports(server: Participant) -> list[tuple[str, int]]:
+def job_port_range(server: Participant, k8s: K8sParams) -> tuple[int, int]:
+    """The ports the server's job processes listen on: right after the server's own ports."""
+    first = max(server.fed_learn_port, server.admin_port) + 1
+    return first, first + k8s.job_ports - 1
+
+
+def _ports(server: Participant, k8s: K8sParams) -> list[tuple[str, int]]:
     ports = [("fed-learn", server.fed_learn_port)]
     if server.admin_port != server.fed_learn_port:
         ports.append(("admin", server.admin_port))
+    first, last = job_port_range(server, k8s)
+    ports.extend((f"job-{port - first}", port) for port in range(first, last + 1))
     return ports
 
 
@@ -116,7 +124,9 @@ def _deployment(project: Project, k8s: K8sParams, p: Participant) -> dict[str, A
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if p.type == "server":
-        container["ports"] = [{"name": n, "containerPort": port, "protocol": "TCP"} for n, port in _ports(p)]
+        container["ports"] = [{"name": n, "containerPort": port, "protocol": "TCP"} for n, port in _ports(p, k8s)]
+        first, last = job_port_range(p, k8s)
+        container["env"] = [{"name": "FLRUNTIME_JOB_PORTS", "value": f"{first}-{last}"}]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -155,7 +165,9 @@ def _service(project: Project, k8s: K8sParams) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": _selector(project, server),
-            "ports": [{"name": n, "port": port, "targetPort": port, "protocol": "TCP"} for n, port in _ports(server)],
+            "ports": [
+                {"name": n, "port": port, "targetPort": port, "protocol": "TCP"} for n, port in _ports(server, k8s)
+            ],
         },
     }
 

@@ -41,7 +41,7 @@ BUILDERS = (
 )
 HE_ARGS = ("poly_modulus_degree", "coeff_mod_bit_sizes", "scale_bits", "scheme")
 DOCKER_ARGS = ("image", "base_image", "extras", "requirements_file")
-K8S_ARGS = ("namespace", "image", "storage_size", "storage_class", "access_mode")
+K8S_ARGS = ("namespace", "image", "storage_size", "storage_class", "access_mode", "job_ports")
 #: flruntime's extras an image can install (setup.cfg); ``pt`` is torch's CPU build.
 EXTRAS = ("pt", "he", "tracking", "monai")
 ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
@@ -135,6 +135,8 @@ class K8sParams:
         storage_class: its storage class, or None for the cluster's default.
         access_mode: ``ReadWriteOnce`` (one node) or ``ReadWriteMany`` (pods on several nodes).
         service: the server's Service name (a DNS label made from the server's name).
+        job_ports: how many ports the server's job processes may listen on (one per running job), right after
+            the server's own ports; the Service exposes them and the server is told (``FLRUNTIME_JOB_PORTS``).
     """
 
     namespace: str
@@ -143,6 +145,7 @@ class K8sParams:
     storage_class: str | None = None
     access_mode: str = "ReadWriteOnce"
     service: str = ""
+    job_ports: int = 4
 
 
 @dataclass(frozen=True)
@@ -320,9 +323,12 @@ def _k8s_params(c: _Checker, raw: Mapping[str, Any], path: str, project: str) ->
     mode = args.get("access_mode", "ReadWriteOnce")
     if mode not in ACCESS_MODES:
         c.add(f"{path}.args.access_mode", f"must be one of {', '.join(ACCESS_MODES)}, got {mode!r}")
+    job_ports = args.get("job_ports", 4)
+    if isinstance(job_ports, bool) or not isinstance(job_ports, int) or not 1 <= job_ports <= 100:
+        c.add(f"{path}.args.job_ports", f"must be a number of ports from 1 to 100, got {job_ports!r}")
     if len(c.problems) > before:
         return None
-    return K8sParams(namespace or dns_label(project), image or "", size or "10Gi", storage_class, mode)
+    return K8sParams(namespace or dns_label(project), image or "", size or "10Gi", storage_class, mode, "", job_ports)
 
 
 @dataclass

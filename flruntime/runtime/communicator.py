@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from flruntime.runtime.log_context import as_site
-from flruntime.runtime.messages import ModelMessage, Task, TaskResult
+from flruntime.runtime.messages import ModelMessage, ReturnCode, Task, TaskResult
 from flruntime.runtime.streamed import Discard, ResultSink
 from flruntime.transport.codec import ArraySpec
 
@@ -36,6 +36,9 @@ StreamCallback = Callable[[TaskResult, list[ArraySpec]], ResultSink | None]
 
 #: Client events kept while the server is still starting.
 EARLY_EVENTS = 100_000
+
+#: The task header that carries a task's explicit time limit (seconds), when the workflow sets one.
+TASK_TIMEOUT = "task_timeout"
 
 #: Seconds without bytes after which an upload in progress no longer holds a broadcast's wait open.
 STALLED_UPLOAD = 30.0
@@ -83,6 +86,7 @@ class Communicator:
         self._closed_tasks: dict[str, str] = {}
         self._shutdown = False
         self._removed: set[str] = set()
+        self.failures: dict[str, str] = {}
         self.late: list[LateResult] = []
         self.last_seen: dict[str, float] = {}
         self.event_sink: Callable[[str, str, dict[str, Any]], None] | None = None
@@ -100,6 +104,7 @@ class Communicator:
         with self._cond:
             self._queues.setdefault(site, deque())
             self._removed.discard(site)
+            self.failures.pop(site, None)
             self.last_seen[site] = time.monotonic()
             self._cond.notify_all()
 
@@ -120,6 +125,33 @@ class Communicator:
                     group.lost.add(site)
                     log.warning("task '%s': %s went away; not waiting for its result", group.name, site)
             self._cond.notify_all()
+
+    def fail(self, site: str, reason: str) -> None:
+        r"""A client can no longer run the job (its job process died or hung): its tasks fail with ``reason``.
+
+        Every open broadcast that expects its result gets a failed result carrying ``reason`` (so the workflow
+        says why it is missing), the client is dropped as by :meth:`remove`, and later broadcasts to it fail
+        at once with the same reason until it registers again.
+        """
+        with self._cond:
+            self.remove(site)
+            self.failures[site] = reason
+            for group in {id(g): g for g in self._groups.values()}.values():
+                if site in group.task_ids and site not in group.results:
+                    self._fail_in(group, site)
+            self._cond.notify_all()
+
+    def _fail_in(self, group: _Group, site: str) -> None:
+        """Record a failed result of ``site`` in ``group`` (under the lock): the workflow's callback sees it."""
+        result = TaskResult(group.task_ids[site], group.name, site, ReturnCode.EXECUTION_EXCEPTION, None)
+        result.error = self.failures[site]
+        group.results[site] = result
+        if group.on_result is not None:
+            with as_site("server"):
+                try:
+                    group.on_result(result)
+                except Exception:
+                    log.exception("processing the failure of '%s' on %s failed", group.name, site)
 
     @property
     def is_shut_down(self) -> bool:
@@ -296,6 +328,8 @@ class Communicator:
         """
         sites = list(targets) if targets is not None else self.clients()
         need = len(sites) if min_responses is None else min(min_responses, len(sites))
+        if timeout > 0:  # clients see that the workflow limits the task (their no-progress watchdog then stands back)
+            headers = {**(headers or {}), TASK_TIMEOUT: timeout}
         group = _Group(task_name, sites, {}, on_result, on_stream)
         start = time.monotonic()
         with self._cond:
@@ -307,6 +341,9 @@ class Communicator:
                     task = self.data_filter(task)
                 group.task_ids[site] = task_id
                 self._groups[task_id] = group
+                if site in self.failures:  # it cannot run the job any more: its task fails at once, with the reason
+                    self._fail_in(group, site)
+                    continue
                 if site in self._removed:  # gone: it takes part again from the first broadcast after it returns
                     group.lost.add(site)
                     continue

@@ -1,8 +1,10 @@
-"""The simulator: a whole job in one process, clients as threads, the in-process transport.
+"""The simulator: a whole job on one machine, by default in one process with clients as threads.
 
 The same engines, components and messages as POC and production (every task and result goes through
 the wire codec); only the transport differs. Each site gets a folder in the workspace with its log,
-and the run ends with ``results.json`` at the workspace root.
+and the run ends with ``results.json`` at the workspace root. How clients run is a :class:`Clients`:
+threads of this process (:class:`ThreadClients`, the default: fast), or job processes as in a deployment
+(:class:`flruntime.jobproc.simulate.ProcessClients`, ``flruntime simulate --processes``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from flruntime.errors import ConfigError, UsageError
 from flruntime.events.bus import Event, EventBus
@@ -172,6 +174,7 @@ def simulate(
     progress: TextIO | None = sys.stderr,
     serialize: bool = True,
     he_context_dir: str | Path | None = None,
+    client_runner: Clients | None = None,
 ) -> SimulationResult:
     """Run a job folder in the simulator.
 
@@ -188,6 +191,7 @@ def simulate(
         serialize: send every task and result through the wire codec.
         he_context_dir: a folder made by ``flruntime he keys``: its ``server_context.tenseal`` is copied to
             ``<workspace>/server/startup/`` and its ``client_context.tenseal`` to every client's ``startup/``.
+        client_runner: how the clients run (default: :class:`ThreadClients`, threads of this process).
 
     Returns:
         The run's summary (also written to ``<workspace>/results.json``).
@@ -220,7 +224,8 @@ def simulate(
 
         install_contexts(he_context_dir, ws, names)
     try:
-        return _run(root, names, ws, threads, dict(overrides or {}), policy, resume, progress, serialize, result)
+        clients_of = client_runner or ThreadClients(threads, serialize)
+        return _run(root, names, ws, dict(overrides or {}), policy, resume, progress, clients_of, result)
     finally:
         for handler in handlers:
             root_logger.removeHandler(handler)
@@ -236,16 +241,95 @@ def _preflight(objects: Any, ctx: RunContext) -> None:
         raise UsageError(f"{ctx.site}: {exc}") from exc
 
 
+class Clients(Protocol):
+    """How the simulated clients run: started against the server's communicator, stopped when the job ends."""
+
+    bytes_down: int
+    bytes_up: int
+
+    def start(
+        self,
+        root: Path,
+        names: list[str],
+        ws: Path,
+        comm: Communicator,
+        overrides: dict[str, Any],
+        policy: ImportPolicy,
+        resume: bool,
+    ) -> None:
+        """Build and start every client (a client that cannot start raises ``UsageError`` naming it)."""
+
+    def stop(self, aborted: bool) -> None:
+        """Wait for the clients to end (told to stop at once when ``aborted``)."""
+
+
+class ThreadClients:
+    """Every client as a thread of this process, over :class:`InProcessConnection` (the default: fastest).
+
+    Args:
+        threads: at most this many tasks run at the same time (None: one per client).
+        serialize: send every task and result through the wire codec.
+    """
+
+    def __init__(self, threads: int | None = None, serialize: bool = True) -> None:
+        self.threads = threads
+        self.serialize = serialize
+        self.bytes_down = 0
+        self.bytes_up = 0
+        self._engines: list[ClientEngine] = []
+        self._connections: list[InProcessConnection] = []
+        self._workers: list[threading.Thread] = []
+
+    def start(
+        self,
+        root: Path,
+        names: list[str],
+        ws: Path,
+        comm: Communicator,
+        overrides: dict[str, Any],
+        policy: ImportPolicy,
+        resume: bool,
+    ) -> None:
+        """Build every client's app and start its engine in a thread."""
+        slots = threading.BoundedSemaphore(self.threads) if self.threads else None
+        for site in names:
+            graph = build_job_site(
+                root, site, overrides=overrides, policy=policy, job_id=SIM_JOB_ID, workspace=str(ws / site)
+            )
+            conn = InProcessConnection(comm, serialize=self.serialize)
+            ctx = RunContext(
+                SIM_JOB_ID, site, ws / site, graph.app_dir, EventBus(site), abort=threading.Event(), resume=resume
+            )
+            _preflight(graph.objects(), ctx)
+            self._engines.append(ClientEngine(graph, ctx, conn, task_slots=slots))
+            self._connections.append(conn)
+            comm.register(site)
+        self._workers = [
+            threading.Thread(target=e.run, name=f"{e.ctx.site}:engine", daemon=True) for e in self._engines
+        ]
+        for w in self._workers:
+            w.start()
+
+    def stop(self, aborted: bool) -> None:
+        """Wait for the engines' threads (aborting them first when ``aborted``)."""
+        if aborted:
+            for e in self._engines:
+                e.ctx.abort.set()
+        for w in self._workers:
+            w.join(timeout=60)
+        self.bytes_down = sum(c.bytes_down for c in self._connections)
+        self.bytes_up = sum(c.bytes_up for c in self._connections)
+
+
 def _run(
     root: Path,
     names: list[str],
     ws: Path,
-    threads: int | None,
     overrides: dict[str, Any],
     policy: ImportPolicy,
     resume: bool,
     progress: TextIO | None,
-    serialize: bool,
+    clients: Clients,
     result: SimulationResult,
 ) -> SimulationResult:
     start = time.monotonic()
@@ -260,23 +344,7 @@ def _run(
     _preflight(server_graph.objects(), server_ctx)
     tracker = _Progress(server_ctx.bus, len(names), progress)
     tracker.t0 = start  # time to first task counts building the job too
-    slots = threading.BoundedSemaphore(threads) if threads else None
-    engines, connections = [], []
-    for site in names:
-        graph = build_job_site(
-            root, site, overrides=overrides, policy=policy, job_id=SIM_JOB_ID, workspace=str(ws / site)
-        )
-        conn = InProcessConnection(comm, serialize=serialize)
-        ctx = RunContext(
-            SIM_JOB_ID, site, ws / site, graph.app_dir, EventBus(site), abort=threading.Event(), resume=resume
-        )
-        _preflight(graph.objects(), ctx)
-        engines.append(ClientEngine(graph, ctx, conn, task_slots=slots))
-        connections.append(conn)
-        comm.register(site)
-    workers = [threading.Thread(target=e.run, name=f"{e.ctx.site}:engine", daemon=True) for e in engines]
-    for w in workers:
-        w.start()
+    clients.start(root, names, ws, comm, overrides, policy, resume)
     server = ServerEngine(server_graph, server_ctx, comm)
     try:
         outcome = server.run()
@@ -285,11 +353,7 @@ def _run(
         comm.shutdown()
         raise
     finally:
-        if abort.is_set():
-            for e in engines:
-                e.ctx.abort.set()
-        for w in workers:
-            w.join(timeout=60)
+        clients.stop(abort.is_set())
     result.status = str(outcome.status)
     result.error = outcome.error
     result.seconds = round(time.monotonic() - start, 3)
@@ -299,8 +363,8 @@ def _run(
     result.time_to_first_task = round(tracker.first_task, 3) if tracker.first_task is not None else None
     result.best_metric = tracker.best
     result.late_results = len(comm.late)
-    result.bytes_to_clients = sum(c.bytes_down for c in connections)
-    result.bytes_to_server = sum(c.bytes_up for c in connections)
+    result.bytes_to_clients = clients.bytes_down
+    result.bytes_to_server = clients.bytes_up
     result.round_metrics = tracker.metrics
     if plot_round_metrics(tracker.metrics, ws / "training_curve.png", title=f"{result.job}: client metrics per round"):
         result.files["training_curve.png"] = str(ws / "training_curve.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flruntime.events.types import EventType
+from flruntime.runtime import progress
 from flruntime.runtime.context import RunContext
 from flruntime.tracking.record import AnalyticsRecord
 
@@ -15,6 +16,7 @@ def emit(
     Local events reach site-side receivers and ``ConvertToFedEvent``; ``fed=True`` is NVFlare's
     ``fed_event`` switch of ``MetricRelay`` (the record goes to the server as ``fed.<event>``).
     """
+    progress.touch()
     if fed:
         name = event if event.startswith("fed.") else f"fed.{event}"
         ctx.fire_fed_event(name, {"record": record.to_dict()})

@@ -17,20 +17,31 @@ from cryptography.x509.oid import NameOID
 
 SERVICE = "flruntime.Federation"
 
-#: Method name → kind: ``uu`` unary-unary, ``us`` unary-stream (server streams), ``su`` stream-unary.
+#: The site service's methods (the long-lived server process): name → kind: ``uu`` unary-unary, ``us``
+#: unary-stream (server streams), ``su`` stream-unary.
 METHODS: dict[str, str] = {
     "Register": "uu",
     "Heartbeat": "uu",
     "GetApp": "us",
+    "JobFailed": "uu",
+    "SubmitJob": "su",
+    "Command": "uu",
+    "DownloadJob": "us",
+}
+
+#: The job service's methods (a server job process, one per running job): the job's tasks, results, events
+#: and reports.
+JOB_METHODS: dict[str, str] = {
     "Join": "uu",
     "Pull": "us",
     "Submit": "su",
     "Event": "uu",
     "Report": "uu",
-    "SubmitJob": "su",
-    "Command": "uu",
-    "DownloadJob": "us",
 }
+
+#: gRPC metadata key naming the calling site on a job process's local socket (no TLS there: the socket's
+#: folder permissions decide who may connect; see :class:`flruntime.jobproc.service.LocalGate`).
+SITE_HEADER = "fl-site"
 
 #: Channel and server options: room for a chunk plus its framing, keepalives that notice dead peers.
 OPTIONS: list[tuple[str, Any]] = [
@@ -100,14 +111,14 @@ def identity(context: grpc.ServicerContext) -> Identity | None:
     )
 
 
-def generic_handler(servicer: Any) -> grpc.GenericRpcHandler:
-    """Route every method of :data:`METHODS` to ``servicer.<snake_case name>`` with raw bytes in and out."""
+def generic_handler(servicer: Any, methods: dict[str, str] = METHODS) -> grpc.GenericRpcHandler:
+    """Route every method of ``methods`` to ``servicer.<snake_case name>`` with raw bytes in and out."""
     factories: dict[str, Callable[..., grpc.RpcMethodHandler]] = {
         "uu": grpc.unary_unary_rpc_method_handler,
         "us": grpc.unary_stream_rpc_method_handler,
         "su": grpc.stream_unary_rpc_method_handler,
     }
-    handlers = {name: factories[kind](getattr(servicer, _snake(name))) for name, kind in METHODS.items()}
+    handlers = {name: factories[kind](getattr(servicer, _snake(name))) for name, kind in methods.items()}
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
@@ -116,28 +127,39 @@ def _snake(name: str) -> str:
 
 
 class Stub:
-    """Calls the service's methods over a channel (bytes in, bytes out)."""
+    """Calls a service's methods over a channel (bytes in, bytes out).
 
-    def __init__(self, channel: grpc.Channel) -> None:
+    Args:
+        channel: the channel.
+        methods: the service's methods (:data:`METHODS` or :data:`JOB_METHODS`).
+        metadata: sent with every call (e.g. :data:`SITE_HEADER` on a job process's local socket).
+    """
+
+    def __init__(
+        self, channel: grpc.Channel, methods: dict[str, str] = METHODS, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self.channel = channel
+        self.metadata = metadata or None
         makers = {"uu": channel.unary_unary, "us": channel.unary_stream, "su": channel.stream_unary}
-        self._calls = {name: makers[kind](f"/{SERVICE}/{name}") for name, kind in METHODS.items()}
+        self._calls = {name: makers[kind](f"/{SERVICE}/{name}") for name, kind in methods.items()}
 
     def unary(self, method: str, request: bytes, timeout: float | None = None) -> bytes:
         """Call a unary method."""
-        return self._calls[method](request, timeout=timeout)
+        return self._calls[method](request, timeout=timeout, metadata=self.metadata)
 
     def stream_out(self, method: str, request: bytes, timeout: float | None = None) -> Iterator[bytes]:
         """Call a method that streams its reply."""
-        return self._calls[method](request, timeout=timeout)
+        return self._calls[method](request, timeout=timeout, metadata=self.metadata)
 
     def stream_in(self, method: str, requests: Iterator[bytes], timeout: float | None = None) -> bytes:
         """Call a method that takes a stream."""
-        return self._calls[method](requests, timeout=timeout)
+        return self._calls[method](requests, timeout=timeout, metadata=self.metadata)
 
 
 __all__ = [
+    "JOB_METHODS",
     "METHODS",
+    "SITE_HEADER",
     "OPTIONS",
     "SERVICE",
     "Identity",

@@ -19,6 +19,17 @@ from flruntime.tracking.record import AnalyticsDataType, AnalyticsRecord, LogWri
 
 METRICS_FILE = "metrics.jsonl"
 
+#: Where the server keeps what each site reported of a job: ``WORKSPACE/<job>/sites/<site>/{log.txt,stats.jsonl}``.
+SITES = "sites"
+SITE_LOG = "log.txt"
+SITE_STATS = "stats.jsonl"
+
+
+def site_dir(workspace: Path, job_id: str, site: str) -> Path:
+    """Where the server keeps what a site reported of a job (its log lines, its system metrics)."""
+    return workspace / job_id / SITES / site
+
+
 #: System metrics a site samples, as the tracking tags they become.
 SYSTEM_TAGS = {
     "cpu_percent": "system/cpu_percent",
