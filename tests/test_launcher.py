@@ -147,7 +147,8 @@ def test_script_crash_fails_the_job_when_result_errors_are_not_ignored(tmp_path)
     job = launcher_job(tmp_path / "job", script_args="--crash-round 1", num_rounds=3, ignore_result_error=False)
     result = run(job, tmp_path)
     assert result.status == "FINISHED:EXECUTION_EXCEPTION"
-    assert result.error == "RuntimeError: round 1: site-1 failed and ignore_result_error is false"
+    assert result.error.startswith("RuntimeError: round 1: site-1 failed and ignore_result_error is false; site-1: ")
+    assert "exited with code 3" in result.error  # the cause is named in the job's error
     assert "exited with code 3" in log_of(tmp_path, "site-1")
     assert_no_script_left(tmp_path)
 

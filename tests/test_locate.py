@@ -27,6 +27,8 @@ from flruntime.graph.registry import BUILTIN_NAMES, plugin_names, short_names
 SAG = "flruntime.components.workflows.scatter_and_gather.ScatterAndGather"
 NV_SAG = "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather"
 README_TABLE = "see the README's table of supported NVFlare classes"
+#: A custom module that parses a command line it does not get when imported (argparse exits with 2).
+HELPER = "import argparse\n\nargparse.ArgumentParser().parse_args(['--no-such-option'])\n"
 
 
 def server_with(*extra: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +132,40 @@ def test_import_steps(tmp_path: Path, class_path: str, extra_prefixes: tuple[str
             id="module-raises",
         ),
         pytest.param(
+            "raise SystemExit(7)\n",
+            "broken.Thing",
+            "custom/broken.py: importing it exited the process with code 7 "
+            "(move that code under if __name__ == '__main__')",
+            id="module-raises-system-exit",
+        ),
+        pytest.param(
+            "import sys\nsys.exit('usage: broken')\n",
+            "broken.Thing",
+            "custom/broken.py: importing it exited the process with code 1 and the message 'usage: broken' "
+            "(move that code under if __name__ == '__main__')",
+            id="module-exits-with-a-message",
+        ),
+        pytest.param(
+            "import sys\nsys.exit()\n",
+            "broken.Thing",
+            "custom/broken.py: importing it exited the process with code 0 "
+            "(move that code under if __name__ == '__main__')",
+            id="module-exits-without-a-code",
+        ),
+        pytest.param(
+            "import helper\n",
+            "broken.Thing",
+            "custom/helper.py: importing it exited the process with code 2 "
+            "(move that code under if __name__ == '__main__')",
+            id="module-imports-a-module-that-parses-its-command-line",
+        ),
+        pytest.param(
+            "class Stop(BaseException):\n    pass\n\n\nraise Stop('halt')\n",
+            "broken.Thing",
+            "importing module 'broken' failed: Stop: halt (fix the error in that module)",
+            id="module-raises-a-base-exception",
+        ),
+        pytest.param(
             "import fltest_no_such_dependency\n",
             "broken.Thing",
             "importing module 'broken' failed: No module named 'fltest_no_such_dependency' "
@@ -161,7 +197,7 @@ def test_custom_module_failures(tmp_path: Path, module_text: str, class_path: st
     job = make_job(
         tmp_path / "job",
         server=server_with({"id": "thing", "path": class_path}),
-        custom={"parts.py": PARTS, "broken.py": module_text},
+        custom={"parts.py": PARTS, "broken.py": module_text, "helper.py": HELPER},
     )
     assert formatted(job) == [at(job, "$.components[2].path", f'"path": "{class_path}"', text)]
     assert "broken" not in sys.modules

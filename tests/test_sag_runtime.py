@@ -51,9 +51,17 @@ def test_a_client_that_never_connects_does_not_stop_rounds_once_min_clients_answ
             2,
             "FINISHED:EXECUTION_EXCEPTION",
             None,
-            "round 0: only 1 of min_clients=2 results could be aggregated",
+            "round 0: only 1 of min_clients=2 results could be aggregated; "
+            "site-1: RuntimeError: site-1 fails on purpose",
         ),
-        (False, 3, 2, "FINISHED:EXECUTION_EXCEPTION", None, "round 0: site-1 failed and ignore_result_error is false"),
+        (
+            False,
+            3,
+            2,
+            "FINISHED:EXECUTION_EXCEPTION",
+            None,
+            "round 0: site-1 failed and ignore_result_error is false; site-1: RuntimeError: site-1 fails on purpose",
+        ),
     ],
     ids=["dynamic-enough-left", "ignore-always", "dynamic-too-few", "never-ignore"],
 )

@@ -13,11 +13,11 @@ from flruntime.errors import AuthError, ConfigError, TransportError, UsageError
 from flruntime.federation.archive import unzip_to, zip_folder
 from flruntime.federation.jobs import JobStatus
 from flruntime.federation.kit import Kit, load_kit
+from flruntime.jobproc.check import check_job
 from flruntime.packages import as_job_folder
 from flruntime.transport.grpc_link import Stub, secure_channel
 from flruntime.transport.retry import explain
 from flruntime.transport.streaming import assemble, control, iter_bytes, read_control
-from flruntime.validation import validate_job
 
 
 class AdminSession:
@@ -63,12 +63,12 @@ class AdminSession:
             TransportError: the server could not be reached.
         """
         with as_job_folder(job_dir) as folder:
-            report = validate_job(folder)
-            if report.errors:
-                raise ConfigError(report.errors)
+            report = check_job(folder)  # custom/ code is imported in a short-lived child, never here
+            if report.error_problems:
+                raise ConfigError(report.error_problems)
             data = zip_folder(folder)
         try:
-            reply = read_control(self.stub.stream_in("SubmitJob", iter_bytes(data, name=report.job.name), self.timeout))
+            reply = read_control(self.stub.stream_in("SubmitJob", iter_bytes(data, name=report.name), self.timeout))
         except grpc.RpcError as exc:
             raise self._fail(exc) from exc
         if not reply.get("ok"):

@@ -189,30 +189,26 @@ def check_job(
         report = validate_job(root, site=site, overrides=overrides, policy=policy, job_id=job_id or VALIDATE_JOB_ID)
         return _facts(report.job, report.problems, isolated=False)
     seconds, limit = _settings(timeout, memory_limit)
+    # the child imports from the caller's sys.path (e.g. a folder a test or an embedding program added)
+    paths = [os.path.abspath(p) for p in sys.path if isinstance(p, str)]
     try:
-        # the child imports from the caller's sys.path (e.g. a folder a test or an embedding program added)
-        paths = [os.path.abspath(p) for p in sys.path if isinstance(p, str)]
         request = json.dumps({"overrides": overrides, "allow": list(extra), "sys_path": paths})
     except (TypeError, ValueError) as exc:
         raise UsageError(f"the overrides cannot be passed to the job check: {exc}") from exc
     work = Path(tempfile.mkdtemp(prefix="flruntime-check-"))
     try:
+        (work / "request.json").write_text(request, encoding="utf-8")
         argv = [
             sys.executable,
             "-m",
             "flruntime.jobproc.check",
             str(root.resolve()),
-            "--result",
-            str(work / "result.json"),
-            "--imports",
-            str(work / "imports.txt"),
-            "--job-id",
-            job_id or VALIDATE_JOB_ID,
-            "--memory-limit",
-            str(limit or 0),
-            "--request",
-            request,
-            *(["--site", site] if site is not None else []),
+            f"--result={work / 'result.json'}",
+            f"--imports={work / 'imports.txt'}",
+            f"--request={work / 'request.json'}",
+            f"--job-id={job_id or VALIDATE_JOB_ID}",
+            f"--memory-limit={limit or 0}",
+            *([f"--site={site}"] if site is not None else []),
         ]
         run = _run_child(argv, work, seconds)
         return _facts(job, _child_problems(job, work, run, seconds, limit), isolated=True)
@@ -527,11 +523,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--job-id", default=VALIDATE_JOB_ID)
     parser.add_argument("--site")
     parser.add_argument("--memory-limit", type=int, default=0)
-    parser.add_argument("--request", default="{}")
+    parser.add_argument("--request", required=True, help="a JSON file: overrides, allow, sys_path")
     args = parser.parse_args(argv)
     if args.memory_limit:
         _limit_memory(args.memory_limit)
-    request = json.loads(args.request)
+    request = json.loads(Path(args.request).read_text(encoding="utf-8"))
     if request.get("sys_path"):
         sys.path[:] = [str(p) for p in request["sys_path"]]
     root = Path(args.job_dir)

@@ -129,14 +129,14 @@ class JobService:
         self._samples: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def _check_job(self, context: grpc.ServicerContext, job_id: Any) -> None:
+    def _same_job(self, context: grpc.ServicerContext, job_id: Any) -> None:
         if job_id is not None and str(job_id) != self.job_id:
             context.abort(grpc.StatusCode.NOT_FOUND, f"this is job {self.job_id}, not {job_id}")
 
     def join(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         """A client's engine for the job is ready for tasks."""
         site = self.gate(context, "Join")
-        self._check_job(context, read_control(request).get("job_id"))
+        self._same_job(context, read_control(request).get("job_id"))
         self.comm.register(site)
         with self._lock:
             self.joined.add(site)
@@ -149,7 +149,7 @@ class JobService:
         """Stream a client's next task (or say there is none / the job ended)."""
         site = self.gate(context, "Pull")
         req = read_control(request)
-        self._check_job(context, req.get("job_id"))
+        self._same_job(context, req.get("job_id"))
         wait = min(max(float(req.get("timeout", 1.0)), 0.0), 30.0)
         task = self.comm.pull(site, wait)
         if task is None:
@@ -196,7 +196,7 @@ class JobService:
         """A federated event from a client's job."""
         site = self.gate(context, "Event")
         req = read_control(request)
-        self._check_job(context, req.get("job_id"))
+        self._same_job(context, req.get("job_id"))
         self.comm.deliver_event(site, str(req.get("name", "")), dict(req.get("data") or {}))
         return control(ok=True)
 
@@ -204,7 +204,7 @@ class JobService:
         """A client's log lines and system metrics for the job, kept in ``sites/<site>/`` of the run folder."""
         site = self.gate(context, "Report")
         req = read_control(request)
-        self._check_job(context, req.get("job_id"))
+        self._same_job(context, req.get("job_id"))
         self.keep_report(site, [str(line) for line in req.get("lines", [])], req.get("stats", []))
         return control(ok=True)
 
