@@ -287,3 +287,36 @@ def test_threads_of_a_finished_job_do_not_pile_up(fed: Federation, tmp_path: Pat
     time.sleep(1)
     assert psutil.Process(pid).num_threads() <= threads + 1
     assert threading.active_count() >= 1 and os.getpid() != pid
+
+
+def test_simulate_processes_reports_a_script_that_exits_as_that_clients_failure(tmp_path: Path):
+    import subprocess
+    import sys
+
+    job = script_job(tmp_path / "job", SCRIPT, args="--round 1 --then exit", num_rounds=3)
+    ws = tmp_path / "ws"
+    done = subprocess.run(
+        [sys.executable, "-m", "flruntime", "simulate", str(job), "-n", "2", "-w", str(ws), "--processes", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 3, done.stderr
+    results = json.loads((ws / "results.json").read_text())
+    assert results["status"] == "FINISHED:EXECUTION_EXCEPTION" and results["rounds_completed"] == 1
+    assert "site-1: job process on site-1 exited with code 1 during task 'train' (round 1)" in results["error"]
+    assert results["bytes_to_clients"] > 0 and results["bytes_to_server"] > 0  # counted by the job processes
+    assert "flruntime: the job did not complete" in done.stderr
+
+
+def test_simulate_processes_gives_the_thread_simulators_model(tmp_path: Path):
+    from flruntime.jobproc.simulate import ProcessClients
+    from flruntime.runtime.simulator import simulate
+    from tests.clientkit import assert_model, expected_model, final_model
+
+    job = script_job(tmp_path / "job", SCRIPT)
+    threads = simulate(job, n_clients=2, workspace=tmp_path / "threads", progress=None)
+    procs = simulate(job, n_clients=2, workspace=tmp_path / "procs", progress=None, client_runner=ProcessClients())
+    assert threads.ok and procs.ok, procs.error
+    assert_model(final_model(tmp_path / "procs"), final_model(tmp_path / "threads"))
+    assert_model(final_model(tmp_path / "procs"), expected_model([[1, 2], [1, 2]]))
