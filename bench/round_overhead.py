@@ -61,8 +61,8 @@ Without the NVFlare environment, only flruntime is measured and the command that
 environment is printed.
 
 ``--poc`` measures flruntime alone on a federation of separate processes on 127.0.0.1 instead
-(``bench/_poc.py``): per client count, a fresh project is provisioned (``CertBuilder`` +
-``SignatureBuilder``), ``python -m flruntime site start --kit KIT`` runs for the server and every
+(``bench/_poc.py``): per client count, a fresh project is provisioned (``flruntime.provision.poc.prepare``),
+``python -m flruntime site start --kit KIT`` runs for the server and every
 client (heartbeats every 0.5 s), the same job is submitted with ``AdminSession`` and waited for, and
 everything is stopped. ``round_period_s`` is computed as above from the executors' timestamps (the
 target: under 0.05 s); ``wall_s``, ``time_to_first_task_s`` and ``log_first_round_s`` count from the
@@ -217,7 +217,7 @@ def poc_run(clients: int, args: argparse.Namespace, root: Path) -> RunStats:
         problems.append(f"{type(exc).__name__}: {exc}")
     finally:
         fed.stop()
-        stats.peak_rss_mib = jobs.mib(fed.sampler.peak)
+        stats.peak_rss_mib = jobs.mib(fed.sampler.total_peak)
         stats.peak_processes = fed.sampler.peak_processes
     stats.error = "; ".join(problems)
     stats.ok = not problems

@@ -88,30 +88,29 @@ import platform
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _fedavg_jobs as jobs  # noqa: E402
+from _poc import (  # noqa: E402
+    REGISTER_TIMEOUT_S,
+    Deployment,
+    Participant,
+    Sampler,
+    free_port_pair,
+    wait_for,
+)
 
 FLOAT32_BYTES = 4
 MB = 10**6
 MIB = jobs.MIB
-SAMPLE_S = 0.02
 DEFAULT_TIMEOUT_S = 900.0
-REGISTER_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
 TARGET_THROUGHPUT = 2.0
 TARGET_PEAK_OVER_MODEL = 3.0
 TARGET_SERVER_JOB_OVER_MODEL = 2.5  # issue: the server's job process within 2.5x the model
@@ -121,257 +120,6 @@ _TIME = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3})"
 
 def _log(msg: str) -> None:
     print(f"[transfer] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port_pair() -> int:
-    """Return a port P such that P and P+1 are both free on this machine now."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
-            first.bind(("", 0))
-            port = int(first.getsockname()[1])
-            if port >= 65535:
-                continue
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
-                    second.bind(("", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two consecutive free TCP ports found")
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory of the flruntime processes
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ProcMemory:
-    """Peak memory of one process: a participant's own (``role`` "parent") or one it started."""
-
-    name: str
-    pid: int
-    participant: str = ""
-    role: str = "parent"  # "parent" (site start), "job" (python -m flruntime.jobproc) or "child" (anything else)
-    peak_rss: int = 0  # bytes, highest sampled RSS
-    vm_hwm: int | None = None  # bytes, last VmHWM read
-    idle_rss: int | None = None  # bytes, RSS just before the job was submitted
-    samples: int = 0
-    max_children: int = 0  # descendants seen at once (parents only; 0: the participant is one process)
-
-    @property
-    def peak(self) -> int:
-        """The larger of the sampled peak and VmHWM (bytes)."""
-        return max(self.peak_rss, self.vm_hwm or 0)
-
-    def record(self) -> dict[str, Any]:
-        """The numbers for the JSON record."""
-        return {
-            "pid": self.pid,
-            "participant": self.participant,
-            "role": self.role,
-            **jobs.peak_fields(self.peak_rss, self.vm_hwm),
-            "idle_rss_mib": None if self.idle_rss is None else round(self.idle_rss / MIB, 1),
-            "samples": self.samples,
-            "max_children": self.max_children,
-        }
-
-
-def _role(proc: psutil.Process) -> tuple[str, str]:
-    """("job", "job") for a job process (``python -m flruntime.jobproc``), else ("child", a label).
-
-    The label is the last part of the module a ``python -m MODULE`` child runs (``check`` for the server's
-    check of a submitted job's ``custom/`` code, ``flruntime.jobproc.check``), else "child".
-    """
-    try:
-        cmd = proc.cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return "child", "child"
-    if "flruntime.jobproc" in cmd:
-        return "job", "job"
-    if "-m" in cmd and cmd.index("-m") + 1 < len(cmd):
-        return "child", cmd[cmd.index("-m") + 1].rsplit(".", 1)[-1]
-    return "child", "child"
-
-
-class Sampler(threading.Thread):
-    """Samples the RSS (and VmHWM) of every participant and every process it started, every ``SAMPLE_S`` s.
-
-    A participant's descendants are looked for every ``DISCOVER_EVERY`` samples (a scan of ``/proc``); each
-    new one is sampled from then on as ``<participant>/job`` (a job process; ``/job2`` ... for later ones)
-    or ``<participant>/<label>-<pid>`` (see :func:`_role`). Found up to 0.2 s late, it loses nothing:
-    ``VmHWM`` is its peak since it started.
-    """
-
-    DISCOVER_EVERY = 10
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True, name="rss-sampler")
-        self.procs: dict[str, tuple[psutil.Process, ProcMemory]] = {}
-        self.total_peak = 0
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
-        self._parents: dict[str, psutil.Process] = {}
-        self._known: set[int] = set()
-        self._round = 0
-
-    def add(self, name: str, pid: int) -> None:
-        """Start sampling the participant process ``pid`` under ``name`` (and, later, what it starts)."""
-        proc = psutil.Process(pid)
-        with self._lock:
-            self._parents[name] = proc
-            self._known.add(pid)
-            self.procs[name] = (proc, ProcMemory(name, pid, participant=name))
-
-    def discover(self) -> None:
-        """Add the descendants of every participant not sampled yet."""
-        with self._lock:
-            parents = list(self._parents.items())
-        for name, parent in parents:
-            try:
-                children = parent.children(recursive=True)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            self.procs[name][1].max_children = max(self.procs[name][1].max_children, len(children))
-            for child in children:
-                if child.pid in self._known:
-                    continue
-                role, label = _role(child)
-                with self._lock:
-                    self._known.add(child.pid)
-                    key = f"{name}/job" if role == "job" else f"{name}/{label}-{child.pid}"
-                    n = 2
-                    while key in self.procs:
-                        key, n = f"{name}/job{n}", n + 1
-                    self.procs[key] = (child, ProcMemory(key, child.pid, participant=name, role=role))
-
-    def sample_once(self) -> None:
-        """Take one sample of every process."""
-        if self._round % self.DISCOVER_EVERY == 0:
-            self.discover()
-        self._round += 1
-        total = 0
-        with self._lock:
-            entries = list(self.procs.values())
-        for proc, mem in entries:
-            try:
-                rss = proc.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            mem.peak_rss = max(mem.peak_rss, rss)
-            mem.vm_hwm = jobs.vm_hwm(mem.pid) or mem.vm_hwm
-            mem.samples += 1
-            total += rss
-        self.total_peak = max(self.total_peak, total)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.sample_once()
-            self.stop.wait(SAMPLE_S)
-
-    def mark_idle(self) -> None:
-        """Record every process's RSS now (before the job) as its idle RSS."""
-        with self._lock:
-            entries = list(self.procs.values())
-        for proc, mem in entries:
-            try:
-                mem.idle_rss = proc.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                pass
-
-    def finish(self) -> None:
-        """Stop the thread and take a last sample (VmHWM included) while the processes still run."""
-        self.stop.set()
-        self.join(timeout=5)
-        self._round = 0  # look for descendants once more
-        self.sample_once()
-
-    def job_process(self, participant: str) -> ProcMemory:
-        """The process that ran the job for ``participant``: its job process, else the participant itself."""
-        with self._lock:
-            entry = self.procs.get(f"{participant}/job") or self.procs[participant]
-        return entry[1]
-
-
-# ---------------------------------------------------------------------------------------------
-# The flruntime deployment
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Participant:
-    """A started ``flruntime site start`` process."""
-
-    name: str
-    kit: Path
-    proc: subprocess.Popen[bytes]
-    console: Path
-
-    def text(self) -> str:
-        """Everything the process wrote so far."""
-        try:
-            return self.console.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-
-
-@dataclass
-class Deployment:
-    """The flruntime processes of one benchmark run."""
-
-    root: Path
-    env: dict[str, str]
-    participants: list[Participant] = field(default_factory=list)
-
-    def start(self, name: str, kit: Path) -> Participant:
-        """Start ``python -m flruntime site start --kit KIT`` with its output in ``KIT/console.txt``."""
-        console = kit / "console.txt"
-        cmd = [sys.executable, "-m", "flruntime", "site", "start", "--kit", str(kit)]
-        with open(console, "wb") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.root,
-                env=self.env,
-                start_new_session=True,
-            )
-        participant = Participant(name, kit, proc, console)
-        self.participants.append(participant)
-        return participant
-
-    def stop(self) -> list[str]:
-        """SIGTERM the clients, then the server; SIGKILL what still runs ``STOP_TIMEOUT_S`` after its SIGTERM."""
-        notes: list[str] = []
-        clients = [p for p in self.participants if p.name != "server"]
-        servers = [p for p in self.participants if p.name == "server"]
-        for group in (clients, servers):  # clients first, so that they do not see the server go away
-            for p in group:
-                if p.proc.poll() is None:
-                    p.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT_S
-            for p in group:
-                try:
-                    p.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                    notes.append(f"{p.name}: exited {p.proc.returncode}")
-                except subprocess.TimeoutExpired:
-                    p.proc.kill()
-                    p.proc.wait()
-                    notes.append(f"{p.name}: killed {STOP_TIMEOUT_S:g} s after SIGTERM")
-        return notes
-
-
-def _wait_for(what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], str]) -> None:
-    """Poll ``check`` until true; raise when ``timeout`` passes or ``alive`` names a dead process."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        dead = alive()
-        if dead:
-            raise RuntimeError(f"{dead} while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def parse_flruntime_server_log(text: str, job_id: str) -> dict[str, float | None]:
@@ -579,12 +327,12 @@ def run_flruntime_transfer(
                 for p in gone
             )
 
-        _wait_for("the server to listen", lambda: "listening on port" in server.text(), 60, dead)
+        wait_for("the server to listen", lambda: "listening on port" in server.text(), 60, dead)
         sites = [f"site-{i}" for i in range(1, clients + 1)]
         for site in sites:
             client = deployment.start(site, kits[site])
             sampler.add(site, client.proc.pid)
-        _wait_for(
+        wait_for(
             "every client to register",
             lambda: all(re.search(rf"client '{s}' \(org [^)]*\) registered", server.text()) for s in sites),
             REGISTER_TIMEOUT_S,
@@ -610,7 +358,7 @@ def run_flruntime_transfer(
             errors.append(f"job status {result['job_status']}")
         # the job-end line may still be on its way to the file when the status changed
         if result["job_status"] == "FINISHED:COMPLETED":
-            _wait_for(
+            wait_for(
                 "the server's job-end line",
                 lambda: parse_flruntime_server_log(server.text(), job_id)["finished"] is not None,
                 10,
@@ -623,7 +371,7 @@ def run_flruntime_transfer(
             return all(f"job {job_id}: '{name}' done" in p.text() for name, p in client_procs.items())
 
         try:
-            _wait_for("every client's job-done line", clients_done, 30, dead)
+            wait_for("every client's job-done line", clients_done, 30, dead)
         except RuntimeError as exc:
             errors.append(str(exc))
         marks = parse_flruntime_server_log(server.text(), job_id)

@@ -1,5 +1,5 @@
-"""The parts of a job process, one at a time: memory sizes and limits, exit causes, ending a whole job,
-the status channel, the watch's no-progress rule, and failing a client's tasks in the communicator."""
+"""The parts of a job process, one at a time: the no-progress limits, the status channel and commands, the
+watch's rules, and failing a client's tasks in the communicator (JobProcess itself: tests/test_job_process.py)."""
 
 from __future__ import annotations
 
@@ -10,64 +10,15 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from flruntime.errors import UsageError
-from flruntime.jobproc.limits import format_memory, memory_limit, parse_memory
-from flruntime.jobproc.process import ENV_TOKEN, JobProcess
+from flruntime.jobproc.process import JobProcess
 from flruntime.jobproc.watch import SiteJobWatch, duration, progress_limit
 from flruntime.runtime.communicator import Communicator
 from flruntime.runtime.messages import ModelMessage, ReturnCode, Task, TaskResult
 
 GiB, MiB = 2**30, 2**20
-
-
-@pytest.mark.parametrize(
-    ("value", "size"),
-    [("4GiB", 4 * GiB), ("512MiB", 512 * MiB), ("2G", 2 * GiB), ("100MB", 100_000_000), ("1.5GiB", int(1.5 * GiB)),
-     (4, 4 * GiB), (0.5, GiB // 2), (None, None), ("", None), (0, None)],
-)  # fmt: skip
-def test_sizes_as_people_write_them(value, size):
-    assert parse_memory(value, "x") == size
-
-
-@pytest.mark.parametrize("value", ["4 giga", "lots", True, "-1GiB"])
-def test_a_bad_size_is_one_line_naming_where(value):
-    with pytest.raises(UsageError) as err:
-        parse_memory(value, "local/resources.json: job_memory_limit")
-    assert str(err.value) == (
-        f'local/resources.json: job_memory_limit: {value!r} is not a size (write e.g. "4GiB" or "512MiB")'
-    )
-
-
-def test_format_memory():
-    assert (format_memory(4 * GiB), format_memory(600 * MiB), format_memory(int(1.5 * GiB))) == (
-        "4 GiB",
-        "600 MiB",
-        "1.5 GiB",
-    )
-
-
-@pytest.mark.parametrize(
-    ("site", "spec", "want"),
-    [
-        ({}, {}, None),
-        ({"job_memory_limit": "4GiB"}, {}, 4 * GiB),
-        ({"job_memory_limit": "4GiB"}, {"site-1": {"memory_limit": "8GiB"}}, 8 * GiB),
-        ({"job_memory_limit": "4GiB", "job_memory_max": "6GiB"}, {"site-1": {"memory_limit": "8GiB"}}, 6 * GiB),
-        ({"job_memory_max": "6GiB"}, {}, 6 * GiB),
-        ({"job_memory_limit": "4GiB"}, {"site-2": {"memory_limit": "1GiB"}}, 4 * GiB),
-    ],
-    ids=["none", "site-default", "job-wins", "site-max-caps", "max-alone", "other-site"],
-)
-def test_which_memory_limit_applies(site, spec, want):
-    assert memory_limit(site, spec, "site-1") == want
-
-
-def test_a_bad_job_limit_names_meta_json():
-    with pytest.raises(UsageError, match=r"^meta.json: resource_spec.site-1.memory_limit: 'huge' is not a size"):
-        memory_limit({}, {"site-1": {"memory_limit": "huge"}}, "site-1")
 
 
 def test_progress_limits():
@@ -83,80 +34,11 @@ def test_progress_limits():
 def child(tmp_path: Path, code: str, **kwargs) -> JobProcess:
     """A job process running ``code`` instead of flruntime.jobproc (it reads its spec line first)."""
     script = tmp_path / "child.py"
-    head = "from flruntime.jobproc.process import enter_limits\nenter_limits()\nimport sys, json\n"
+    head = "import sys, json\n"
     script.write_text(head + "spec = json.loads(sys.stdin.readline())\n" + textwrap.dedent(code))
     return JobProcess(
         [sys.executable, str(script)], cwd=tmp_path, env=dict(os.environ), log_path=tmp_path / "log.txt", **kwargs
     )
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("code", "cause"),
-    [
-        ("sys.exit(3)", "exited with code 3"),
-        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "was killed by signal 9 (SIGKILL)"),
-        ("import ctypes\nctypes.string_at(0)", "was killed by signal 11 (SIGSEGV)"),
-        ("pass", "exited with code 0"),
-    ],
-    ids=["exit", "sigkill", "segfault", "clean"],
-)
-def test_exit_causes(tmp_path, code, cause):
-    proc = child(tmp_path, code)
-    proc.start({})
-    assert proc.wait(60) is not None
-    proc.terminate()
-    assert proc.exit_cause() == cause
-
-
-@pytest.mark.slow
-def test_past_its_memory_limit_a_job_process_is_stopped_and_the_limit_named(tmp_path):
-    code = """
-    hog = []
-    while True:
-        hog.append(bytearray(32 * 2**20))
-        for i in range(0, len(hog[-1]), 4096):
-            hog[-1][i] = 1
-    """
-    proc = child(tmp_path, code, memory_limit=300 * MiB)
-    proc.start({})
-    assert proc.wait(120) is not None
-    proc.terminate()
-    assert proc.limit_kind in ("cgroup", "rlimit")
-    assert proc.exit_cause() in (
-        "was killed by signal 9 (memory limit 300 MiB reached)",
-        "exited with code 1 (MemoryError: memory limit 300 MiB reached)",
-    )
-
-
-@pytest.mark.slow
-def test_terminate_ends_every_process_of_the_job_even_those_that_left_its_session(tmp_path):
-    code = """
-    import signal, subprocess, sys, time
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    subprocess.Popen(["sleep", "1000"])
-    subprocess.Popen(["sleep", "1001"], start_new_session=True)
-    print("started", flush=True)
-    time.sleep(1000)
-    """
-    proc = child(tmp_path, code)
-    proc.start({})
-    deadline = time.monotonic() + 30
-    while "started" not in (tmp_path / "log.txt").read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    marked = [p for p in psutil.process_iter() if _env(p).get(ENV_TOKEN) == proc.token]
-    assert len(marked) == 3
-    proc.terminate(grace=0.5)
-    assert all(not psutil.pid_exists(p.pid) or p.status() == psutil.STATUS_ZOMBIE for p in marked)
-    assert proc.exit_cause() == "was killed by signal 9 (SIGKILL)"
-    proc.terminate()  # idempotent
-
-
-def _env(p: psutil.Process) -> dict[str, str]:
-    try:
-        return p.environ()
-    except psutil.Error:
-        return {}
 
 
 @pytest.mark.slow

@@ -222,13 +222,15 @@ class FederationServer(JobRunner):
                     run.joined.add(who.name)
                     back.append(run)
             wanted = {jid: run for jid, run in self._runs.items() if who.name in run.rec.sites and run.live}
+            # ended, its job process still tells the clients so (their pulls get "shutdown"): let them end
+            ending = {jid for jid, run in self._runs.items() if run.outcome is not None and not run.abort.is_set()}
         for run in back:
             run.commander.send("back", site=who.name)
             log.info("job %s: '%s' is back", run.rec.job_id, who.name)
         deploy = [
             {"job_id": jid, "name": run.rec.name, "port": run.port} for jid, run in wanted.items() if jid not in running
         ]
-        abort = sorted(running - wanted.keys())
+        abort = sorted(running - wanted.keys() - ending)
         if action:
             log.info("client '%s': told to %s", who.name, action)
         return control(deploy=deploy, abort=abort, heartbeat_interval=self.settings.heartbeat_interval, action=action)

@@ -6,12 +6,10 @@ import logging
 import sys
 
 from flruntime.jobproc.control import read_spec
-from flruntime.jobproc.process import enter_limits
 
 
 def main() -> int:
-    """Enter the memory limit, read the spec, then run the server or site side of the job it names."""
-    enter_limits()
+    """Read the spec, then run the server or site side of the job it names (the parent set its memory limit)."""
     spec = read_spec(sys.stdin)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True

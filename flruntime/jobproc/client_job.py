@@ -66,6 +66,7 @@ class JobConnection:
         self.bytes_down = 0
         self.bytes_up = 0
         self.task_started = 0.0
+        self.reports = False  # a Reporter sends this site's logs; its last report ends the site's part
         self._gone = False
 
     def _give_up(self) -> bool:
@@ -77,7 +78,8 @@ class JobConnection:
     def register(self, site: str) -> None:
         """Join the job (retrying while the server is unreachable)."""
         try:
-            reply = self._retry("join", lambda: self.stub.unary("Join", control(job_id=self.job_id), 30))
+            request = control(job_id=self.job_id, reports=self.reports)
+            reply = self._retry("join", lambda: self.stub.unary("Join", request, 30))
         except (Refused, grpc.RpcError) as exc:
             log.error("job %s: the server did not accept '%s': %s", self.job_id, site, exc)
             self._gone = True
@@ -231,8 +233,8 @@ class Reporter(logging.Handler):
             with self._pending_lock:
                 lines, self.lines = self.lines, []
             stats, self.stats = self.stats, []
-            if lines or stats:
-                request = control(job_id=self.job_id, lines=lines, stats=stats)
+            if lines or stats or final:
+                request = control(job_id=self.job_id, lines=lines, stats=stats, final=final)
                 try:
                     self.stub.unary("Report", request, 30)
                 except grpc.RpcError:  # the server is away: keep them for the next try
@@ -287,6 +289,7 @@ def main(spec: dict[str, Any], stdin: Any) -> int:
     channel, stub = _stub(spec, site)
     conn = JobConnection(stub, job_id, str(spec["target"]), abort, status)
     reporter = Reporter(stub, job_id, site) if spec.get("report", True) else None
+    conn.reports = reporter is not None
     done = threading.Event()
     if status is not None:
         threading.Thread(target=_report_alive, args=(status, conn, done), name="jobproc:alive", daemon=True).start()

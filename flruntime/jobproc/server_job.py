@@ -36,7 +36,8 @@ from flruntime.validation import build_job_site
 
 log = logging.getLogger(__name__)
 
-#: Seconds the job's port stays open after the job ended, so clients pulling then are told it ended.
+#: Seconds the job's port stays open at most after the job ended, so that every client hears of the end and
+#: sends its last report (the port closes as soon as all did).
 LINGER = 3.0
 
 
@@ -136,6 +137,7 @@ class ServerJob:
         """Build, wait for clients, run; every ending is reported as an ``outcome``."""
         status, error = RunStatus.EXECUTION_EXCEPTION, ""
         server: grpc.Server | None = None
+        service: JobService | None = None
         try:
             meta = discover(self.job_dir)[0].meta_data
             need = int(meta.get("min_clients") or len(self.sites))
@@ -188,8 +190,12 @@ class ServerJob:
             self.comm.shutdown()
             self._send("outcome", status=str(status), error=error)
             if server is not None:
-                if not self.abort.is_set():
-                    time.sleep(LINGER)
+                if not self.abort.is_set() and service is not None:  # until every client finished its part
+                    with self._cond:
+                        joined = set(self.joined)
+                    missing = service.wait_ended(joined, LINGER)
+                    if missing:
+                        log.info("job %s: %s did not finish within %g s of the job's end", self.job_id, missing, LINGER)
                 server.stop(1.0).wait()
 
     def _round_done(self, event: Event) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -128,6 +129,29 @@ class JobService:
         self._uploads = threading.Semaphore(max_concurrent_uploads)
         self._samples: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._reporting: set[str] = set()
+        self._ended: set[str] = set()
+        self._ended_cond = threading.Condition(self._lock)
+
+    def _site_ended(self, site: str) -> None:
+        with self._ended_cond:
+            self._ended.add(site)
+            self._ended_cond.notify_all()
+
+    def wait_ended(self, sites: set[str], timeout: float) -> str:
+        """Wait until each of ``sites`` finished its part, at most ``timeout`` s; those that did not, or "".
+
+        A site's part ends with its last report (its log lines and last sample), or, for a site that does
+        not report, when it pulled the job's end.
+        """
+        deadline = time.monotonic() + timeout
+        with self._ended_cond:
+            while not sites <= self._ended:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return ", ".join(f"'{s}'" for s in sorted(sites - self._ended))
+                self._ended_cond.wait(left)
+            return ""
 
     def _same_job(self, context: grpc.ServicerContext, job_id: Any) -> None:
         if job_id is not None and str(job_id) != self.job_id:
@@ -136,10 +160,13 @@ class JobService:
     def join(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         """A client's engine for the job is ready for tasks."""
         site = self.gate(context, "Join")
-        self._same_job(context, read_control(request).get("job_id"))
+        req = read_control(request)
+        self._same_job(context, req.get("job_id"))
         self.comm.register(site)
         with self._lock:
             self.joined.add(site)
+            if req.get("reports"):
+                self._reporting.add(site)
         log.info("job %s: '%s' joined", self.job_id, site)
         if self.on_join is not None:
             self.on_join(site)
@@ -156,6 +183,10 @@ class JobService:
             yield control(kind="none")
             return
         if isinstance(task, Shutdown):
+            with self._lock:
+                reporting = site in self._reporting
+            if not reporting:
+                self._site_ended(site)
             yield control(kind="shutdown")
             return
         delivered = False
@@ -206,6 +237,8 @@ class JobService:
         req = read_control(request)
         self._same_job(context, req.get("job_id"))
         self.keep_report(site, [str(line) for line in req.get("lines", [])], req.get("stats", []))
+        if req.get("final"):
+            self._site_ended(site)
         return control(ok=True)
 
     def keep_report(self, site: str, lines: list[str], stats: list[Any]) -> None:

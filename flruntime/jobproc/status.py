@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from typing import Any
 
@@ -16,33 +17,55 @@ ENV_STATUS_FD = "FLRUNTIME_STATUS_FD"
 
 
 class StatusWriter:
-    """Writes status messages to the parent (thread-safe)."""
+    """Writes status messages to the parent, one JSON line each (thread-safe; never raises)."""
 
     def __init__(self, fd: int) -> None:
-        self._file = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+        self._fd = fd
         self._lock = threading.Lock()
         self._broken = False
 
     @classmethod
     def from_env(cls) -> StatusWriter | None:
-        """The writer of the pipe the parent named, or None when there is none."""
-        raw = os.environ.get(ENV_STATUS_FD, "")
+        """The writer of the pipe the parent named, or None when there is none.
+
+        The variable is removed from the environment and the descriptor made non-inheritable, so that what the
+        job starts neither inherits the pipe (which would keep it open after the job process ended) nor takes an
+        unrelated descriptor of the same number for it.
+        """
+        raw = os.environ.pop(ENV_STATUS_FD, "")
         try:
-            return cls(int(raw)) if raw else None
+            fd = int(raw)
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return None
+            os.set_inheritable(fd, False)
         except (ValueError, OSError):
             return None
+        return cls(fd)
 
     def send(self, kind: str, **fields: Any) -> None:
-        """Send one message (dropped when the parent is gone)."""
-        line = json.dumps({"kind": kind, **fields}, default=str) + "\n"
+        """Send one message ``{"kind": kind, **fields}`` (values JSON cannot hold are sent as strings).
+
+        Dropped, as is every later one, when the parent is gone.
+        """
+        data = (json.dumps({"kind": kind, **fields}, default=str) + "\n").encode()
         with self._lock:
-            if self._broken:
-                return
-            try:
-                self._file.write(line)
-                self._file.flush()
-            except (OSError, ValueError):
+            while data and not self._broken:
+                try:
+                    data = data[os.write(self._fd, data) :]
+                except InterruptedError:
+                    continue
+                except OSError:  # EPIPE once the parent closed its end (Python ignores SIGPIPE)
+                    self._broken = True
+
+    def close(self) -> None:
+        """Close the pipe (later messages are dropped)."""
+        with self._lock:
+            if not self._broken:
                 self._broken = True
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
 
 
 __all__ = ["ENV_STATUS_FD", "StatusWriter"]
