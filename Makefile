@@ -15,7 +15,7 @@ install:
 	@test -x $(CHROMIUM) || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	$(PIP) install --quiet --disable-pip-version-check -e '.[dev,pt,tracking,monai,he,dashboard]'
+	$(PIP) install --quiet --disable-pip-version-check -e '.[dev,pt,tracking,monai,he,dashboard,tf]'
 
 lint: install
 	$(PYTHON) -m ruff check $(SOURCES)

@@ -8,10 +8,16 @@ as text (:func:`~flruntime.config.edit.set_scalars`), so comments and layout sur
 Components given by ``name`` stay as they are: flruntime resolves NVFlare's short names itself. NVFlare
 classes without a counterpart are left alone and reported. The copy is validated like the original, and the
 report says whether both give the same problems.
+
+A folder in NVFlare's legacy job format (a single app: ``config/`` at the top, no meta file) is first wrapped into a
+job as NVFlare's ``convert_legacy_zipped_app_to_job`` does: folder ``F`` becomes app ``OUT/F`` and ``OUT/meta.json``
+says ``{"name": F, "resource_spec": {}, "deploy_map": {F: ["@ALL"]}, "min_clients": 1}``. The original is then
+validated as that wrapped copy (before its class paths are rewritten), since flruntime refuses the legacy format.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -21,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from flruntime.config.edit import set_scalars
-from flruntime.config.job import discover
+from flruntime.config.job import discover, legacy_app
 from flruntime.config.source import load_file
 from flruntime.errors import UsageError
-from flruntime.graph.aliases import NVFLARE_ALIASES
+from flruntime.graph.aliases import NVFLARE_ALIASES, NVFLARE_REEXPORTS
 from flruntime.problems import JsonPath, Problem, format_path
 from flruntime.validation import Report, validate_job
 
@@ -54,6 +60,7 @@ class ConversionReport:
         rewrites: the class paths replaced.
         original: the validation report of the source folder.
         converted: the validation report of the copy.
+        wrapped: the app's name when ``source`` was a legacy single-app folder wrapped into a job, else None.
     """
 
     source: Path
@@ -61,6 +68,7 @@ class ConversionReport:
     rewrites: list[Rewrite] = field(default_factory=list)
     original: Report | None = None
     converted: Report | None = None
+    wrapped: str | None = None
 
     @property
     def unsupported(self) -> list[Problem]:
@@ -110,7 +118,7 @@ def plan(job_dir: Path) -> dict[Path, list[Rewrite]]:
         if source is None:
             continue
         for where, value in _strings(source.data):
-            target = NVFLARE_ALIASES.get(value)
+            target = NVFLARE_ALIASES.get(NVFLARE_REEXPORTS.get(value, value))  # a re-exported path too
             if target is not None:
                 line = source.where(where)[0]
                 out.setdefault(path, []).append(Rewrite(display, line, where, value, target))
@@ -130,7 +138,7 @@ def convert_job(job_dir: str | Path, output: str | Path, *, force: bool = False)
     """Copy an NVFlare job folder to ``output`` with flruntime's class paths in place of NVFlare's.
 
     Args:
-        job_dir: the job folder (NVFlare's job layout or a flat template).
+        job_dir: the job folder (NVFlare's job layout, a flat template, or a legacy single app, which is wrapped).
         output: the folder to create.
         force: replace ``output`` if it exists.
 
@@ -149,8 +157,15 @@ def convert_job(job_dir: str | Path, output: str | Path, *, force: bool = False)
         if not force:
             raise UsageError(f"'{target}' already exists (use --force to replace it)")
         shutil.rmtree(target)
-    report = ConversionReport(source, target, original=validate_job(source))
-    _copy(source, target)
+    if legacy_app(source):
+        name = source.resolve().name
+        _copy(source, target / name)
+        meta = {"name": name, "resource_spec": {}, "deploy_map": {name: ["@ALL"]}, "min_clients": 1}
+        (target / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        report = ConversionReport(source, target, original=validate_job(target), wrapped=name)
+    else:
+        report = ConversionReport(source, target, original=validate_job(source))
+        _copy(source, target)
     for path, rewrites in plan(target).items():
         set_scalars(path, {r.path: r.new for r in rewrites}, rewrites[0].file)
         report.rewrites.extend(rewrites)

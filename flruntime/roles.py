@@ -24,8 +24,12 @@ class Workflow(ABC):
     """A server-side controller that runs rounds and sends tasks to clients."""
 
     @classmethod
-    def sent_tasks(cls, args: Mapping[str, Any]) -> set[str]:
-        """Return the task names this workflow sends, given its constructor args (used by the validator)."""
+    def sent_tasks(cls, args: Mapping[str, Any]) -> set[str] | None:
+        """Return the task names this workflow sends, given its constructor args (used by the validator).
+
+        None: not known before the run (a user's own ``ModelController`` subclass decides in its code), so the
+        validator does not warn about executors whose tasks no workflow seems to send.
+        """
         return set()
 
     @abstractmethod

@@ -152,7 +152,11 @@ def _sent_tasks(app: CheckedApp) -> tuple[dict[str, JsonPath], bool]:
         if found is None or not issubclass(found.cls, Workflow):
             complete = False
             continue
-        for task in found.cls.sent_tasks(spec.args):
+        tasks = found.cls.sent_tasks(spec.args)
+        if tasks is None:  # decided by the workflow's own code
+            complete = False
+            continue
+        for task in tasks:
             sent.setdefault(task, spec.path)
     return sent, complete
 

@@ -27,6 +27,13 @@ FAST_ENV = {
 }
 
 
+def flr(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m flruntime ARGS`` with ``env`` and return what it printed."""
+    return subprocess.run(
+        [sys.executable, "-m", "flruntime", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
 def free_port() -> int:
     """A port nobody listens on right now."""
     with socket.socket() as s:

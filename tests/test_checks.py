@@ -447,7 +447,8 @@ def test_workflow_that_is_not_a_workflow(tmp_path: Path) -> None:
             job,
             "$.workflows[1].path",
             '"path": "parts.Net"',
-            "Net is not a workflow (a workflow must implement flruntime.roles.Workflow)",
+            "Net is not a workflow (a workflow must implement flruntime.roles.Workflow"
+            " or subclass nvflare.apis.impl.controller.Controller)",
         )
     ]
     assert [p.code for p in report.problems] == ["role"]
@@ -462,7 +463,8 @@ def test_executor_that_is_not_an_executor(tmp_path: Path) -> None:
             job,
             "$.executors[0].executor.path",
             '"path": "parts.Net"',
-            "Net is not an executor (an executor must implement flruntime.roles.Executor)",
+            "Net is not an executor (an executor must implement flruntime.roles.Executor"
+            " or subclass nvflare.apis.executor.Executor)",
             file=CLIENT_FILE,
         )
     ]
@@ -480,7 +482,8 @@ def test_filter_that_is_not_a_filter(tmp_path: Path, key: str) -> None:
             job,
             f"$.{key}[0].filters[1].path",
             '"path": "parts.Net"',
-            "Net is not a filter (a filter must implement flruntime.roles.Filter)",
+            "Net is not a filter (a filter must implement flruntime.roles.Filter"
+            " or subclass nvflare.apis.filter.Filter)",
             file=CLIENT_FILE,
         )
     ]
@@ -791,7 +794,8 @@ def test_every_mistake_is_reported_at_once(tmp_path: Path) -> None:
         f"{SERVER_FILE}:{at_s['duplicate']}: $.components[2].id: duplicate component id 'persistor' "
         f"(first defined at line {at_s['first persistor']}; ids must be unique)",
         f"{SERVER_FILE}:{at_s['not a workflow']}: $.workflows[1].path: "
-        "Net is not a workflow (a workflow must implement flruntime.roles.Workflow)",
+        "Net is not a workflow (a workflow must implement flruntime.roles.Workflow"
+        " or subclass nvflare.apis.impl.controller.Controller)",
         f"{SERVER_FILE}:{at_s['nested class']}: $.components[0].args.model.path: "
         "module 'parts' has no class 'Nett' (did you mean 'Net'?)",
         f"{SERVER_FILE}:{at_s['allowlist']}: $.components[3].path: "

@@ -309,6 +309,21 @@ def test_file_instead_of_folder(cli: Runner, tmp_path: Path) -> None:
     assert cli("validate", file) == Result(2, "", f"flruntime: error: '{file}' is not a folder\n")
 
 
+def test_legacy_job_format_is_refused_by_validate_and_simulate(cli: Runner, tmp_path: Path) -> None:
+    app = tmp_path / "my_app"  # NVFlare's legacy format: one app, config/ at the top, no meta file
+    write(app / "config" / "config_fed_server.json", dump(SERVER))
+    write(app / "config" / "config_fed_client.json", dump(CLIENT))
+    write(app / "custom" / "parts.py", PARTS)
+    line = (
+        "meta.json: $: meta.[json|conf|yml] not existing for job my_app, possible in legacy job format (config/ at "
+        f"the top of the folder, no meta file) (upgrade the job structure: 'flruntime job convert {app} -o "
+        f"{app}_job' wraps it as app 'my_app' of a job)"
+    )
+    assert cli("validate", app) == Result(1, line + "\n", "my_app: 1 problem(s)\n")
+    assert cli("simulate", app, "-n", "1", "-w", tmp_path / "ws") == Result(1, "", f"flruntime: error: {line}\n")
+    assert not (tmp_path / "ws").exists()
+
+
 def test_missing_job_dir(cli: Runner) -> None:
     result = cli("validate")
     assert result == Result(

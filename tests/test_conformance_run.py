@@ -49,7 +49,7 @@ class Expect:
         cse: the server models expected in ``cross_val_results.json`` (besides the sites' own), when it runs CSE.
         tensorboard: the server writes TensorBoard event files for each site.
         mlflow: ``file``: the job's own MLflow file store; ``server``: a real ``mlflow server`` started by the test.
-        he: the job needs CKKS keys (made with ``flruntime.he.keys.write_keys`` and passed as ``--he-context-dir``).
+        he: the job needs CKKS keys (none are given: the simulator makes them for the run and says so).
     """
 
     custom: str
@@ -303,14 +303,12 @@ def test_corpus_job_runs(name: str, tmp_path: Path, request: pytest.FixtureReque
     assert [p.format() for p in report.errors] == [], f"{name} does not validate (changed: {changed})"
 
     ws = tmp_path / "ws"
-    keys = None
     if expect.he:
-        from flruntime.he.keys import write_keys
-
-        keys = tmp_path / "keys"
-        write_keys(keys)
-    result = simulate(job, n_clients=2, workspace=ws, progress=None, he_context_dir=keys)
+        request.getfixturevalue("monkeypatch").delenv("FLRUNTIME_HE_DIR", raising=False)
+    result = simulate(job, n_clients=2, workspace=ws, progress=None)
     assert result.ok, f"{name}: {result.error}\n{(ws / 'server' / 'log.txt').read_text()[-3000:]}"
+    made = f"HE: no --he-context-dir given: made a CKKS context for this run in {ws / 'he_context'}"
+    assert (made in (ws / "server" / "log.txt").read_text()) == expect.he
     assert result.rounds_completed == ROUNDS and result.clients == ["site-1", "site-2"]
 
     model = ws / "server" / expect.model

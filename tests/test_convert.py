@@ -14,7 +14,7 @@ from flruntime.cli.main import main
 from flruntime.config.source import load_file
 from flruntime.convert import config_files, convert_job, plan
 from flruntime.errors import UsageError
-from flruntime.graph.aliases import NVFLARE_ALIASES
+from flruntime.graph.aliases import NVFLARE_ALIASES, NVFLARE_REEXPORTS
 from flruntime.validation import validate_job
 
 _NOT_SUPPORTED = re.compile(r"NVFlare class '([^']+)' is not supported yet")
@@ -53,7 +53,18 @@ def test_corpus_job_converts_and_validates_the_same(name: str, tmp_path: Path) -
             node[rewrite.path[-1]] = rewrite.new
         assert source.data == want  # nothing but the class paths changed
     for rewrite in report.rewrites:
-        assert NVFLARE_ALIASES[rewrite.old] == rewrite.new
+        assert NVFLARE_ALIASES[NVFLARE_REEXPORTS.get(rewrite.old, rewrite.old)] == rewrite.new
+
+
+def test_a_re_exported_nvflare_path_is_rewritten_too(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    (job / "app" / "config").mkdir(parents=True)
+    (job / "meta.json").write_text(json.dumps({"name": "job", "deploy_map": {"app": ["@ALL"]}}))
+    path = "nvflare.app_opt.pt.client_api_launcher_executor.ClientAPILauncherExecutor"
+    client = {"format_version": 2, "executors": [{"tasks": ["train"], "executor": {"path": path, "args": {}}}]}
+    (job / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client, indent=2))
+    [rewrite] = plan(job)[job / "app" / "config" / "config_fed_client.json"]
+    assert (rewrite.old, rewrite.new) == (path, "flruntime.components.executors.launcher.ClientAPILauncherExecutor")
 
 
 def test_sag_pt_rewrites_are_listed_with_file_and_line(tmp_path: Path) -> None:
@@ -133,3 +144,62 @@ def test_output_inside_the_job_is_refused(tmp_path: Path) -> None:
         convert_job(tmp_path / "job", tmp_path / "job" / "out")
     with pytest.raises(UsageError, match="is not a job folder"):
         convert_job(tmp_path / "nope", tmp_path / "out")
+
+
+NP_SERVER = {
+    "format_version": 2,
+    "workflows": [
+        {
+            "id": "sag",
+            "path": "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather",
+            "args": {"min_clients": 1, "num_rounds": 1, "persistor_id": "persistor"},
+        }
+    ],
+    "components": [
+        {"id": "persistor", "path": "nvflare.app_common.np.np_model_persistor.NPModelPersistor"},
+        {"id": "shareable_generator", "name": "FullModelShareableGenerator"},
+        {"id": "aggregator", "name": "InTimeAccumulateWeightedAggregator", "args": {"expected_data_kind": "WEIGHTS"}},
+    ],
+}
+NP_CLIENT = {
+    "format_version": 2,
+    "executors": [{"tasks": ["train"], "executor": {"path": "nvflare.app_common.np.np_trainer.NPTrainer"}}],
+}
+
+
+def test_a_legacy_app_is_wrapped_into_a_job_as_nvflare_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = tmp_path / "np_app"  # NVFlare's legacy job format: config/ at the top, no meta file
+    (app / "config").mkdir(parents=True)
+    (app / "config" / "config_fed_server.json").write_text(json.dumps(NP_SERVER, indent=2))
+    (app / "config" / "config_fed_client.json").write_text(json.dumps(NP_CLIENT, indent=2))
+    assert [p.code for p in validate_job(app).problems] == ["legacy-job"]
+    out = tmp_path / "np_job"
+    assert main(["job", "convert", str(app), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrapped the legacy app {app} as app 'np_app' of the job {out} (meta.json: deploy_map {{np_app: [@ALL]}}, "
+        "min_clients 1)",
+        f"rewrote 3 NVFlare class path(s) in 2 file(s) of {out}",
+        "  np_app/config/config_fed_server.json:6: $.workflows[0].path: "
+        "nvflare.app_common.workflows.scatter_and_gather.ScatterAndGather -> "
+        "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
+        "  np_app/config/config_fed_server.json:17: $.components[0].path: "
+        "nvflare.app_common.np.np_model_persistor.NPModelPersistor -> "
+        "flruntime.components.persistors.np_file.NPModelPersistor",
+        "  np_app/config/config_fed_client.json:9: $.executors[0].executor.path: "
+        "nvflare.app_common.np.np_trainer.NPTrainer -> flruntime.components.executors.np_trainer.NPTrainer",
+        f"{out}: valid; it has the same problems as {app}",
+    ]
+    assert json.loads((out / "meta.json").read_text()) == {
+        "name": "np_app",
+        "resource_spec": {},
+        "deploy_map": {"np_app": ["@ALL"]},
+        "min_clients": 1,
+    }
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "meta.json",
+        "np_app/config/config_fed_client.json",
+        "np_app/config/config_fed_server.json",
+    ]
+    assert (app / "config" / "config_fed_server.json").read_text() == json.dumps(NP_SERVER, indent=2)  # unchanged
+    assert main(["simulate", str(out), "-n", "1", "-w", str(tmp_path / "ws"), "-q"]) == 0
+    assert capsys.readouterr().out == f"np_app: FINISHED:COMPLETED; results in {tmp_path / 'ws'}/results.json\n"

@@ -8,6 +8,7 @@ import torch
 from flruntime.components.workflows.cross_site_eval import CrossSiteModelEval
 from wfkit import NET, Engines, write_job
 
+from flruntime.cli.main import main
 from flruntime.runtime.messages import ModelMessage
 from flruntime.runtime.server import RunStatus
 from flruntime.runtime.simulator import simulate
@@ -169,6 +170,51 @@ def test_participating_clients_that_never_connect_fail_the_job(tmp_path):
         result.error == "RuntimeError: cross-site evaluation: participating clients site-9 did not connect within 0.0 s"
     )
     assert json.loads((tmp_path / "ws" / "server" / "cross_site_val" / "cross_val_results.json").read_text()) == {}
+
+
+def test_a_cross_site_evaluation_before_any_model_fails_the_job_and_names_why(tmp_path, capsys):
+    # NVFlare's numpy parts, no training first: the clients have no local model, the server none to locate
+    server = {
+        "workflows": [{"id": "cse", "name": "CrossSiteModelEval", "args": {"model_locator_id": "locator"}}],
+        "components": [{"id": "locator", "name": "NPModelLocator"}, {"id": "json", "name": "ValidationJsonGenerator"}],
+    }
+    client = {
+        "executors": [
+            {"tasks": ["submit_model"], "executor": {"path": NV + "np.np_trainer.NPTrainer"}},
+            {"tasks": ["validate"], "executor": {"path": NV + "np.np_validator.NPValidator"}},
+        ]
+    }
+    job, ws = tmp_path / "job", tmp_path / "ws"
+    (job / "app" / "config").mkdir(parents=True)
+    (job / "meta.json").write_text(json.dumps({"name": "cse_only", "deploy_map": {"app": ["@ALL"]}}))
+    (job / "app" / "config" / "config_fed_server.json").write_text(json.dumps({"format_version": 2, **server}))
+    (job / "app" / "config" / "config_fed_client.json").write_text(json.dumps({"format_version": 2, **client}))
+    assert main(["simulate", str(job), "-n", "2", "-w", str(ws), "-q"]) == 3
+    no_model = "EXECUTION_EXCEPTION: FileNotFoundError: NPTrainer: no local model at {} (this site has not trained yet)"
+    error = (
+        "RuntimeError: cross-site evaluation evaluated nothing: no client submitted a model ("
+        + "; ".join(f"site-{k}: " + no_model.format(ws / f"site-{k}" / "model" / "best_numpy.npy") for k in (1, 2))
+        + ") and the model locator found no server model (it has no model 'server')"
+    )
+    out, err = capsys.readouterr()
+    assert out == f"cse_only: FINISHED:EXECUTION_EXCEPTION; results in {ws}/results.json\n"
+    assert err == f"flruntime: the job did not complete: {error} (see {ws}/server/log.txt)\n"
+    results = json.loads((ws / "results.json").read_text())
+    assert (results["status"], results["error"]) == ("FINISHED:EXECUTION_EXCEPTION", error)
+    assert json.loads((ws / "server" / "cross_site_val" / "cross_val_results.json").read_text()) == {}
+    assert error.removeprefix("RuntimeError: ") in (ws / "server" / "log.txt").read_text()
+
+
+def test_a_cross_site_evaluation_whose_every_validation_failed_fails_the_job(tmp_path):
+    # site-1 submits its (untrained) model and cannot validate it; the server has no model to add
+    cse_args = {"participating_clients": ["site-1"]}
+    job = np_job(tmp_path / "job", cse_args, {"fail_site": "site-1", "fail_owner": "site-1"}, fedavg=False)
+    result = simulate(job, n_clients=2, workspace=tmp_path / "ws", progress=None)
+    assert result.status == "FINISHED:EXECUTION_EXCEPTION"
+    assert result.error == (
+        "RuntimeError: cross-site evaluation evaluated nothing: every validation of the 1 model(s) failed "
+        "(model site-1 on site-1: EXECUTION_EXCEPTION: RuntimeError: cannot validate site-1)"
+    )
 
 
 def test_sent_tasks():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import stat
 
 import pytest
@@ -75,12 +76,35 @@ def he_job(tmp_path):
     return create_job("fedavg_he_pt", tmp_path / "job", overrides={"num_rounds": 1, "num_sites": 2})
 
 
-def test_simulate_refuses_an_he_job_without_keys(tmp_path, monkeypatch):
+def test_simulate_makes_a_key_for_an_he_job_run_without_one(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FLRUNTIME_HE_DIR", raising=False)
+    ws = tmp_path / "ws"
+    assert main(["simulate", str(he_job(tmp_path)), "-n", "2", "-w", str(ws)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    line = f"HE: no --he-context-dir given: made a CKKS context for this run in {ws / 'he_context'}"
+    assert err[0] == line
+    assert err[-1].startswith("job: FINISHED:COMPLETED after 1 round(s)")
+    assert line in (ws / "server" / "log.txt").read_text()
+    # as 'flruntime he keys' writes them, installed as --he-context-dir installs them
+    assert sorted(p.name for p in (ws / "he_context").iterdir()) == [CLIENT_CONTEXT, SERVER_CONTEXT]
+    assert [p.name for p in (ws / "server" / "startup").iterdir()] == [SERVER_CONTEXT]
+    assert load_context(ws / "server" / "startup" / SERVER_CONTEXT).private is False
+    for site in ("site-1", "site-2"):
+        secret = ws / site / "startup" / CLIENT_CONTEXT
+        assert [p.name for p in secret.parent.iterdir()] == [CLIENT_CONTEXT]
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert secret.read_bytes() == (ws / "he_context" / CLIENT_CONTEXT).read_bytes()
+    assert load_context(ws / "site-1" / "startup" / CLIENT_CONTEXT).private
+
+
+def test_simulate_makes_no_key_when_flruntime_he_dir_names_the_keys(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("FLRUNTIME_HE_DIR", str(tmp_path / "empty"))
     with pytest.raises(UsageError) as info:
         simulate(he_job(tmp_path), n_clients=2, workspace=tmp_path / "ws", progress=None)
     assert str(info.value).startswith("server: server_context.tenseal not found (looked in ")
     assert "create keys with 'flruntime he keys -w DIR'" in str(info.value)
+    assert not (tmp_path / "ws" / "he_context").exists()
 
 
 def test_simulate_refuses_a_secret_context_for_the_server(tmp_path):
@@ -128,3 +152,20 @@ def test_an_he_job_resumes_from_its_encrypted_global_model(tmp_path):
     assert [m["round"] for m in result.round_metrics] == [2, 3]
     # the clients decrypted the resumed (encrypted) global model: it still classifies well
     assert result.round_metrics[0]["val_acc"] > 0.5
+
+
+@pytest.mark.slow
+def test_a_resumed_he_job_keeps_the_key_made_for_its_first_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLRUNTIME_HE_DIR", raising=False)
+    ws, out = tmp_path / "ws", io.StringIO()
+    first = create_job("fedavg_he_pt", tmp_path / "two", overrides={"num_rounds": 2, "num_sites": 2})
+    assert simulate(first, n_clients=2, workspace=ws, progress=None).ok
+    key = (ws / "he_context" / CLIENT_CONTEXT).read_bytes()
+    longer = create_job("fedavg_he_pt", tmp_path / "four", overrides={"num_rounds": 4, "num_sites": 2})
+    result = simulate(longer, n_clients=2, workspace=ws, resume=True, progress=out)
+    assert result.ok, result.error
+    assert out.getvalue().splitlines()[0] == (
+        f"HE: no --he-context-dir given: the resumed run keeps its CKKS context ({ws / 'server' / 'startup'})"
+    )
+    assert (ws / "site-2" / "startup" / CLIENT_CONTEXT).read_bytes() == key
+    assert result.round_metrics[0]["val_acc"] > 0.5  # the resumed (encrypted) global model was decrypted

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flruntime.errors import AuthError, UsageError
+from flruntime.errors import AuthError, ConfigError, UsageError
 from flruntime.federation import AdminSession, load_kit
 from flruntime.federation.policy import COMMANDS, allowed
 from flruntime.transport.grpc_link import Stub, secure_channel
@@ -206,6 +206,17 @@ def test_bad_uploads_are_refused_and_the_store_is_unchanged(fed: Federation, tmp
             zf.writestr("meta.json", '{"name": "broken", "deploy_map": {"app": ["@ALL"]},}')
         reply = upload(broken.getvalue())
         assert reply["ok"] is False and reply["errors"][0].startswith("meta.json:1:")
+        legacy = io.BytesIO()  # NVFlare's legacy job format: one app, config/ at the top, no meta file
+        with zipfile.ZipFile(legacy, "w") as zf:
+            zf.writestr("config/config_fed_server.json", '{"format_version": 2, "workflows": []}')
+        reply = read_control(stub.stream_in("SubmitJob", iter_bytes(legacy.getvalue(), name="my_app"), 60))
+        assert reply == {"ok": False, "errors": [legacy_line("my_app", "my_app")]}  # no path of the server's
+        app = tmp_path / "my_app"
+        (app / "config").mkdir(parents=True)
+        (app / "config" / "config_fed_server.json").write_text('{"format_version": 2, "workflows": []}')
+        with pytest.raises(ConfigError) as info:  # checked here, before anything is uploaded
+            s.submit(app)
+        assert str(info.value) == legacy_line("my_app", str(app))
         with pytest.raises(UsageError, match=r"^no job with id nope$"):
             s.abort("nope")
         with pytest.raises(UsageError, match=r"^no job with id nope$"):
@@ -213,6 +224,15 @@ def test_bad_uploads_are_refused_and_the_store_is_unchanged(fed: Federation, tmp
         assert [r["job_id"] for r in s.list_jobs()] == before
     channel.close()
     assert not list((fed.kit("server")).rglob("evil.py"))
+
+
+def legacy_line(name: str, folder: str) -> str:
+    """The refusal of a legacy single-app folder ``name``, whose hint names it ``folder``."""
+    return (
+        f"meta.json: $: meta.[json|conf|yml] not existing for job {name}, possible in legacy job format (config/ at "
+        f"the top of the folder, no meta file) (upgrade the job structure: 'flruntime job convert {folder} -o "
+        f"{folder}_job' wraps it as app '{name}' of a job)"
+    )
 
 
 def test_shutdown_and_restart_of_clients(fed: Federation):

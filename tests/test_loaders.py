@@ -593,27 +593,33 @@ def test_meta_file_in_any_format(tmp_path: Path, meta_name: str) -> None:
     assert report.job.meta.display == meta_name
 
 
-def test_legacy_single_app_folder_without_meta(tmp_path: Path) -> None:
-    job = tmp_path / "my_app"
-    write(job / "config" / "config_fed_server.json", dump(SERVER))
-    write(job / "config" / "config_fed_client.json", dump(CLIENT))
-    write(job / "custom" / "parts.py", PARTS)
-    report = validate_job(job)
-    assert [p.format() for p in report.problems] == []
-    assert report.job.name == "my_app"
-    assert report.job.deploy_map == {"my_app": ["@ALL"]}
-    assert sorted(a.config.source.display for a in report.apps) == [
-        "config/config_fed_client.json",
-        "config/config_fed_server.json",
-    ]
+def legacy_line(name: str, folder: str) -> str:
+    """What a legacy single-app folder ``name`` (given as ``folder``) is refused with."""
+    return (
+        f"meta.json: $: meta.[json|conf|yml] not existing for job {name}, possible in legacy job format "
+        f"(config/ at the top of the folder, no meta file) (upgrade the job structure: "
+        f"'flruntime job convert {folder} -o {folder}_job' wraps it as app '{name}' of a job)"
+    )
 
 
-def test_legacy_single_app_folder_reports_problems_in_its_files(tmp_path: Path) -> None:
+def test_legacy_single_app_folder_is_refused_as_nvflare_refuses_it(tmp_path: Path) -> None:
     job = tmp_path / "my_app"
     write(job / "config" / "config_fed_server.json", dump({**SERVER, "format_version": 1}))
     write(job / "config" / "config_fed_client.json", dump(CLIENT))
     write(job / "custom" / "parts.py", PARTS)
-    assert report_lines(job) == ["config/config_fed_server.json:2: $.format_version: must be 2, got 1"]
+    report = validate_job(job)
+    assert [p.format() for p in report.problems] == [legacy_line("my_app", str(job))]  # its files are not read
+    assert report.problems[0].code == "legacy-job"
+    assert (report.job.deploy_map, report.job.apps, report.valid) == ({}, {}, False)
+
+
+def test_legacy_single_app_folder_given_as_dot_is_named_by_its_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = tmp_path / "my_app"
+    write(job / "config" / "config_fed_server.json", dump(SERVER))
+    monkeypatch.chdir(job)
+    assert report_lines(Path(".")) == [legacy_line("my_app", str(job))]
 
 
 @pytest.mark.parametrize(

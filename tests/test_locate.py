@@ -19,7 +19,7 @@ from jobkit import CLIENT, PARTS, SERVER, SERVER_FILE, line_of, make_job, write
 
 import flruntime
 from flruntime.cli.main import main
-from flruntime.graph.aliases import NVFLARE_ALIASES
+from flruntime.graph.aliases import NVFLARE_ALIASES, NVFLARE_REEXPORTS
 from flruntime.graph.locate import ImportPolicy, locate
 from flruntime.graph.nvflare_names import NVFLARE_NAMES
 from flruntime.graph.registry import BUILTIN_NAMES, plugin_names, short_names
@@ -370,6 +370,67 @@ def test_nvflare_paths_in_a_job_resolve_through_the_alias_map(tmp_path: Path) ->
     classes = report.apps[0].classes
     assert classes[("workflows", 0)].target == SAG
     assert {found.via for found in classes.values()} == {"alias"}
+
+
+# NVFlare loads `module.Class` with import_module + getattr, so a module that imports an aliased class names it too
+NV_LAUNCHER_EXEC = "nvflare.app_common.executors.client_api_launcher_executor.ClientAPILauncherExecutor"
+#: the executor path of NVFlare's sklearn_linear / sklearn_kmeans / sklearn_svm / xgboost_tree job templates
+SKLEARN_LAUNCHER_EXEC = "nvflare.app_opt.pt.client_api_launcher_executor.ClientAPILauncherExecutor"
+
+
+@pytest.mark.parametrize(("path", "canonical"), sorted(NVFLARE_REEXPORTS.items()), ids=sorted(NVFLARE_REEXPORTS))
+def test_reexported_nvflare_path_resolves_like_its_canonical_path(path: str, canonical: str) -> None:
+    found = locate(path, ImportPolicy())
+    assert (found.target, found.via) == (NVFLARE_ALIASES[canonical], "alias")
+    assert found.cls is locate(canonical, ImportPolicy()).cls
+
+
+def test_reexports_name_the_same_class_as_an_aliased_path() -> None:
+    assert set(NVFLARE_REEXPORTS).isdisjoint(NVFLARE_ALIASES)
+    assert [c for c in NVFLARE_REEXPORTS.values() if c not in NVFLARE_ALIASES] == []
+    assert [p for p, c in NVFLARE_REEXPORTS.items() if p.rsplit(".", 1)[1] != c.rsplit(".", 1)[1]] == []
+    assert NVFLARE_REEXPORTS[SKLEARN_LAUNCHER_EXEC] == NV_LAUNCHER_EXEC
+
+
+def test_sklearn_template_executor_path_validates(tmp_path: Path) -> None:
+    from clientkit import NVF_FILE_PIPE, NVF_SUBPROCESS, client_job
+
+    executor = {"path": SKLEARN_LAUNCHER_EXEC, "args": {"pipe_id": "pipe", "launcher_id": "launcher"}}
+    components = [
+        {"id": "pipe", "path": NVF_FILE_PIPE, "args": {"mode": "PASSIVE", "root_path": "{WORKSPACE}/{JOB_ID}"}},
+        {"id": "launcher", "path": NVF_SUBPROCESS, "args": {"script": "python3 -u custom/train.py"}},
+    ]
+    job = client_job(tmp_path / "job", executor, components=components)
+    report = flruntime.validate_job(job, site="site-1")
+    assert [p.format() for p in report.problems] == []
+    (found,) = [f for app in report.apps for f in app.classes.values() if f.cls.__name__ == "ClientAPILauncherExecutor"]
+    assert (found.target, found.via) == (NVFLARE_ALIASES[NV_LAUNCHER_EXEC], "alias")
+
+
+@pytest.mark.parametrize(
+    ("path", "hint"),
+    [
+        pytest.param(
+            "nvflare.app_opt.pt.made_up_module.ClientAPILauncherExecutor",
+            f"did you mean '{NV_LAUNCHER_EXEC}'?",
+            id="made-up-module",
+        ),
+        pytest.param(
+            "nvflare.app_opt.tf.client_api_launcher_executor.PTClientAPILauncherExecutor",
+            "did you mean 'nvflare.app_opt.pt.client_api_launcher_executor.PTClientAPILauncherExecutor'?",
+            id="class-the-module-does-not-import",
+        ),
+        pytest.param("nvflare.app_opt.pt.ScatterAndGather", f"did you mean '{NV_SAG}'?", id="package-without-it"),
+    ],
+)
+def test_nvflare_path_no_module_reexports_is_still_refused(tmp_path: Path, path: str, hint: str) -> None:
+    assert path not in NVFLARE_ALIASES and path not in NVFLARE_REEXPORTS
+    job = make_job(tmp_path / "job", server=server_with({"id": "thing", "path": path}))
+    report = flruntime.validate_job(job)
+    assert [p.format() for p in report.problems] == [
+        at(job, "$.components[2].path", f'"path": "{path}"', f"NVFlare class '{path}' is not supported yet ({hint})")
+    ]
+    assert [p.code for p in report.problems] == ["unsupported"]
 
 
 def test_registry_short_name() -> None:

@@ -48,3 +48,24 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_install_installs_every_extra_the_readme_names():
+    import re
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    declared = set(cfg["options.extras_require"])
+    (extras,) = re.findall(r"\(PIP\) install .*-e '\.\[([a-z,]+)\]'", (ROOT / "Makefile").read_text())
+    assert set(extras.split(",")) == declared  # make test / CI install them all, tf included
+    assert f"pip install -e '.[{extras}]'" in (ROOT / "README.md").read_text()
+
+
+def test_tf_extra_is_the_cpu_build():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    reqs = [r.strip() for r in cfg["options.extras_require"]["tf"].strip().splitlines()]
+    assert reqs == [
+        'tensorflow-cpu>=2.16,<3; platform_system == "Linux" and platform_machine == "x86_64"',
+        'tensorflow>=2.16,<3; platform_system != "Linux" or platform_machine != "x86_64"',
+    ]

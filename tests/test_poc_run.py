@@ -5,23 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from flruntime.cli.main import main
-from tests.fedkit import FAST_ENV, free_port, np_job
+from tests.fedkit import FAST_ENV, flr, free_port, np_job
 
 pytestmark = pytest.mark.slow
-
-
-def flr(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flruntime", *args], capture_output=True, text=True, env=env, timeout=300
-    )
 
 
 @pytest.fixture

@@ -141,3 +141,16 @@ def test_wandb_offline_run_per_site(tmp_path, monkeypatch):
             n for n in ("site-1-simulate_job-demo", "site-2-simulate_job-demo") if n.encode() in files[0].read_bytes()
         }
     assert names == {"site-1-simulate_job-demo", "site-2-simulate_job-demo"}
+
+
+def test_the_tensorboard_receiver_does_not_load_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from flruntime.components.tracking.tb_receiver import summary_writer; "
+        "import tempfile; w = summary_writer()(tempfile.mkdtemp()); w.add_scalar('a', 1.0, 0); w.close(); "
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stdout) == (0, "False\n"), out.stderr

@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,36 @@ ARGV_LOCK = threading.Lock()
 STOP_WAIT = 10.0
 #: Seconds a script waits for another site's script to call ``flare.init()`` before it starts anyway.
 ARGV_WAIT = 60.0
+
+
+_dirs_lock = threading.Lock()
+_dirs: dict[str, int] = {}
+
+
+@contextmanager
+def _script_dir_on_path(folder: Path) -> Iterator[None]:
+    """Put the script's own folder first on ``sys.path`` while it runs, as ``python script.py`` does.
+
+    A script imports its sibling modules (``from simple_network import SimpleNetwork`` next to it in ``src/``);
+    several sites' scripts from one folder share the entry, which leaves when the last of them ends.
+    """
+    entry = str(folder)
+    with _dirs_lock:
+        ours = entry in _dirs or entry not in sys.path  # an entry we added, or one to add
+        if ours:
+            if entry not in _dirs:
+                sys.path.insert(0, entry)
+            _dirs[entry] = _dirs.get(entry, 0) + 1
+    try:
+        yield
+    finally:
+        if ours:
+            with _dirs_lock:
+                _dirs[entry] -= 1
+                if _dirs[entry] == 0:
+                    del _dirs[entry]
+                    if entry in sys.path:
+                        sys.path.remove(entry)
 
 
 class _ScriptRunner:
@@ -107,7 +139,8 @@ class _ScriptRunner:
                 "__loader__": None,
                 "__cached__": None,
             }
-            exec(code, namespace)
+            with _script_dir_on_path(self.path.parent):
+                exec(code, namespace)
             self.ending = "returned"
         except SystemExit as exc:
             if exc.code in (None, 0):

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from flruntime.components.tracking.receiver import AnalyticsReceiver
 
 from flruntime.runtime.context import RunContext
 from flruntime.tracking.record import AnalyticsDataType, AnalyticsRecord, LogWriterName
+
+
+def summary_writer() -> type:
+    """Torch's ``SummaryWriter``, without loading TensorFlow when the process has not loaded it already.
+
+    TensorBoard imports TensorFlow when it is installed (about 5 s and 700 MB per process) unless the module
+    ``tensorboard.compat.notf`` exists; then it writes the same event files with its own stub. A process whose
+    code already imported TensorFlow keeps TensorBoard's TensorFlow path.
+    """
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter
 
 
 class TBAnalyticsReceiver(AnalyticsReceiver):
@@ -29,15 +45,12 @@ class TBAnalyticsReceiver(AnalyticsReceiver):
 
     def initialize(self, ctx: RunContext) -> None:
         """Check that TensorBoard's writer is importable."""
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-
+        summary_writer()
         self.root = ctx.workspace / self.tb_folder
 
     def _writer(self, site: str) -> Any:
         if site not in self._writers:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writers[site] = SummaryWriter(log_dir=str(self.root / site))
+            self._writers[site] = summary_writer()(log_dir=str(self.root / site))
         return self._writers[site]
 
     def save(self, record: AnalyticsRecord, site: str) -> None:

@@ -9,6 +9,10 @@ models run concurrently; each client works through its tasks in order. Every val
 results file). Models and results are also kept in ``<workspace>/<cross_val_dir>/`` as
 :mod:`flruntime.transport.codec` bytes: ``model_shareables/<owner>`` and
 ``result_shareables/<data_client>_<owner>``.
+
+A failed submission or validation is logged and recorded as ``{}`` (as NVFlare does), but an evaluation that
+validated nothing at all (no model to send, or every validation failed) raises: the job fails and its error says
+why (NVFlare logs the errors and completes with an empty results file).
 """
 
 from __future__ import annotations
@@ -46,6 +50,13 @@ def _file_name(name: str) -> str:
 
 def _detail(result: TaskResult) -> str:
     return f"{result.rc}: {result.error}" if result.error else str(result.rc)
+
+
+def _listing(reasons: list[str], keep: int = 3) -> str:
+    """``a; b; c; and 2 more`` (the first ``keep`` reasons, sorted)."""
+    shown = sorted(reasons)[:keep]
+    more = len(reasons) - len(shown)
+    return "; ".join(shown + ([f"and {more} more"] if more else []))
 
 
 class CrossSiteModelEval(Workflow):
@@ -114,6 +125,8 @@ class CrossSiteModelEval(Workflow):
         self.wait_for_clients_timeout = float(wait_for_clients_timeout)
         self.results: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._validated = 0
+        self._failures: list[str] = []
 
     @classmethod
     def sent_tasks(cls, args: Mapping[str, Any]) -> set[str]:
@@ -156,25 +169,36 @@ class CrossSiteModelEval(Workflow):
             shutil.rmtree(root / sub, ignore_errors=True)
             (root / sub).mkdir(parents=True)
         self.results = {site: {} for site in participants}
+        self._validated, self._failures = 0, []
         log.info("cross-site evaluation with clients %s", ", ".join(participants))
         workers: list[threading.Thread] = []
+        server_why = "no model locator is configured (model_locator_id is empty)"
+        not_submitted: list[str] = []
         try:
             if self.model_locator_id:
                 locator = ctx.component(self.model_locator_id, ModelLocator)
-                for name in locator.model_names(ctx):
+                names = locator.model_names(ctx)
+                missing = []
+                for name in names:
                     model = locator.locate(name, ctx)
                     if model is None:
                         log.error("the model locator has no model '%s'; it is not validated", name)
+                        missing.append(f"'{name}'")
                         continue
                     workers.append(self._validate_later(ctx, participants, SERVER_PREFIX + name, model))
+                server_why = "the model locator found no server model " + (
+                    f"(it has no model {', '.join(missing)})" if missing else "(it names none)"
+                )
 
             def on_submit(result: TaskResult) -> None:
                 if result.rc != ReturnCode.OK or result.data is None or not result.data.params:
                     log.error("%s did not submit a model (%s)", result.site, _detail(result))
+                    why = _detail(result) if result.rc != ReturnCode.OK else "an empty model"
+                    not_submitted.append(f"{result.site}: {why}")
                     return
                 workers.append(self._validate_later(ctx, participants, result.site, result.data))
 
-            ctx.communicator.broadcast_and_wait(
+            got = ctx.communicator.broadcast_and_wait(
                 self.submit_model_task_name,
                 ModelMessage(meta={MetaKey.SUBMIT_MODEL_NAME.value: BEST_MODEL}),
                 targets=participants,
@@ -183,12 +207,27 @@ class CrossSiteModelEval(Workflow):
                 on_result=on_submit,
                 abort=ctx.abort,
             )
+            not_submitted += [
+                f"{site}: no answer within {self.submit_model_timeout} s" for site in participants if site not in got
+            ]
             for worker in workers:
                 worker.join()
         finally:
             if self.cleanup_models:
                 shutil.rmtree(root / MODELS_DIR, ignore_errors=True)
         log.info("cross-site evaluation finished: %d models were sent for validation", len(workers))
+        if ctx.abort.is_set():
+            return
+        if not workers:
+            raise RuntimeError(
+                f"cross-site evaluation evaluated nothing: no client submitted a model ({_listing(not_submitted)}) "
+                f"and {server_why}"
+            )
+        if not self._validated:
+            raise RuntimeError(
+                f"cross-site evaluation evaluated nothing: every validation of the {len(workers)} model(s) failed "
+                f"({_listing(self._failures) or 'see the server log'})"
+            )
 
     def _validate_later(
         self, ctx: ServerContext, participants: list[str], owner: str, model: ModelMessage
@@ -219,19 +258,26 @@ class CrossSiteModelEval(Workflow):
                 for site in participants:
                     if site not in got:
                         log.error("no validation of model %s from %s (timed out or aborted)", owner, site)
-                        self._record(site, owner, {})
-            except Exception:
+                        self._record(site, owner, {}, f"model {owner} on {site}: no answer")
+            except Exception as exc:
                 log.exception("validating model %s failed", owner)
+                with self._lock:
+                    self._failures.append(f"model {owner}: {type(exc).__name__}: {exc}")
 
-    def _record(self, site: str, owner: str, metrics: dict[str, Any]) -> None:
+    def _record(self, site: str, owner: str, metrics: dict[str, Any], failure: str | None = None) -> None:
+        """Keep one validation's metrics; ``failure`` says why it failed (the metrics are ``{}`` then)."""
         with self._lock:
             self.results.setdefault(site, {})[owner] = metrics
+            if failure is None:
+                self._validated += 1
+            else:
+                self._failures.append(failure)
 
     def _on_validation(self, ctx: ServerContext, owner: str, result: TaskResult) -> None:
         site = result.site
         if result.rc != ReturnCode.OK or result.data is None:
             log.error("validation of model %s on %s failed (%s)", owner, site, _detail(result))
-            self._record(site, owner, {})
+            self._record(site, owner, {}, f"model {owner} on {site}: {_detail(result)}")
             return
         metrics = dict(result.data.metrics or {})
         path: Path = ctx.workspace / self.cross_val_dir / RESULTS_DIR / _file_name(f"{site}_{owner}")

@@ -35,7 +35,12 @@ def register(verbs: Any) -> None:
     s.add_argument("job_dir", metavar="JOB_DIR")
     s.set_defaults(func=_show)
 
-    v = sub.add_parser("convert", help="copy an NVFlare job folder with flruntime's class paths in place of NVFlare's")
+    v = sub.add_parser(
+        "convert",
+        help="copy an NVFlare job folder with flruntime's class paths in place of NVFlare's",
+        description="Copy JOB_DIR to OUT with flruntime's class paths in place of NVFlare's. A folder in NVFlare's "
+        "legacy job format (config/ at the top, no meta file) is wrapped into a job: app OUT/<name>, OUT/meta.json.",
+    )
     v.add_argument("job_dir", metavar="JOB_DIR")
     v.add_argument("-o", "--output", required=True, metavar="OUT", help="the converted job folder to create")
     v.add_argument("--force", action="store_true", help="replace OUT if it exists")
@@ -234,6 +239,11 @@ def _convert(args: argparse.Namespace) -> int:
     from flruntime.convert import convert_job
 
     report = convert_job(args.job_dir, args.output, force=args.force)
+    if report.wrapped is not None:
+        print(
+            f"wrapped the legacy app {report.source} as app '{report.wrapped}' of the job {report.output} "
+            f"(meta.json: deploy_map {{{report.wrapped}: [@ALL]}}, min_clients 1)"
+        )
     files = len({r.file for r in report.rewrites})
     print(f"rewrote {len(report.rewrites)} NVFlare class path(s) in {files} file(s) of {report.output}")
     for rewrite in report.rewrites:

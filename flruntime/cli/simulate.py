@@ -32,7 +32,8 @@ def register(verbs: Any) -> None:
     p.add_argument(
         "--he-context-dir",
         metavar="DIR",
-        help="HE keys made by 'flruntime he keys -w DIR': the server gets the public, clients the secret context",
+        help="HE keys made by 'flruntime he keys -w DIR': the server gets the public, clients the secret context "
+        "(default for an HE job: a new key made for the run in WORKSPACE/he_context)",
     )
     add_override_option(p)
     add_allow_option(p)

@@ -50,13 +50,16 @@ def tensor_to_numpy(value: Any) -> np.ndarray:
 
 
 def to_numpy(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``params`` with tensors and array-likes as numpy arrays (bytes stay bytes)."""
+    """Return ``params`` with tensors and array-likes as numpy arrays (bytes stay bytes, lists of arrays lists)."""
     out: dict[str, Any] = {}
     for name, value in params.items():
         if isinstance(value, np.ndarray) or isinstance(value, (bytes, bytearray)):
             out[name] = value
         elif is_tensor(value):
             out[name] = tensor_to_numpy(value)
+        elif isinstance(value, (list, tuple)) and all(hasattr(v, "shape") for v in value):
+            # a Keras layer's get_weights(): its arrays stay apart (a TensorFlow executor flattens them)
+            out[name] = [tensor_to_numpy(v) if is_tensor(v) else np.asarray(v) for v in value]
         else:
             out[name] = np.asarray(value)
     return out

@@ -1,11 +1,14 @@
-"""Running training scripts written for NVFlare without NVFlare: the ``nvflare`` import shim.
+"""Running code written for NVFlare without NVFlare: its component API and the ``nvflare`` import shim.
 
-Scripts written against NVFlare's Client API start with ``import nvflare.client as flare`` and
-``from nvflare.client.tracking import SummaryWriter``. When NVFlare is not installed, flruntime makes
-those two modules importable from a tiny shim folder (``flruntime/compat/shim``) that re-exports
-:mod:`flruntime.client` and :mod:`flruntime.client.tracking`. The folder is *appended* to ``sys.path``
-(in-process scripts) or ``PYTHONPATH`` (launched scripts), so a real NVFlare, where installed, always wins;
-and nothing is added at all when ``nvflare`` can already be imported.
+Scripts written against NVFlare's Client API start with ``import nvflare.client as flare``; components written
+against NVFlare's component API import ``nvflare.apis`` and ``nvflare.app_common``. When NVFlare is not installed,
+flruntime makes those modules importable from a shim folder (``flruntime/compat/shim``) whose modules re-export
+this package's implementations (:mod:`flruntime.compat.shareable`, :mod:`~flruntime.compat.dxo`,
+:mod:`~flruntime.compat.fl_context`, :mod:`~flruntime.compat.component`, :mod:`~flruntime.compat.learnable`,
+:mod:`~flruntime.compat.controller`, :mod:`~flruntime.compat.fobs`, ...) and :mod:`flruntime.client`. The folder
+is *appended* to ``sys.path`` (in-process scripts, a job's ``custom/`` code) or ``PYTHONPATH`` (launched scripts),
+so a real NVFlare, where installed, always wins; and nothing is added at all when ``nvflare`` can already be
+imported. :mod:`flruntime.compat.adapters` wraps components built on these classes for flruntime's engines.
 """
 
 from __future__ import annotations

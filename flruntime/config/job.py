@@ -1,9 +1,9 @@
 """Finding the parts of a job folder: its meta file, its apps and their config files.
 
-Three layouts load: the job layout (``meta.json`` plus ``<app>/config/config_fed_*.json``),
-NVFlare's flat template layout (``meta.conf`` and ``config_fed_*.conf`` at the root, or in
-``<app>/`` without ``config/``), and a legacy single app (``config/`` at the root, no meta file),
-which becomes a job with one app deployed to ``@ALL``.
+Two layouts load: the job layout (``meta.json`` plus ``<app>/config/config_fed_*.json``) and NVFlare's flat
+template layout (``meta.conf`` and ``config_fed_*.conf`` at the root, or in ``<app>/`` without ``config/``).
+A legacy single app (``config/`` at the root, no meta file) is refused as NVFlare's submit path refuses it;
+``flruntime job convert`` wraps it into a job (:func:`legacy_app`).
 """
 
 from __future__ import annotations
@@ -177,6 +177,29 @@ def _app_folder(root: Path, name: str, flat_root: bool) -> App | None:
     return None
 
 
+def legacy_app(root: Path) -> bool:
+    """True when ``root`` is in NVFlare's legacy job format: a single app (``config/`` at the top), no meta file."""
+    return _find_meta(root) is None and (root / "config").is_dir()
+
+
+def legacy_problem(name: str, folder: str | None = None) -> Problem:
+    """NVFlare's refusal of a legacy single-app folder, with the command that upgrades it.
+
+    Args:
+        name: the job's name (the folder's name: a legacy app has no meta file).
+        folder: the folder as its user names it, for the command in the hint (default: ``name``).
+    """
+    shown = folder or name
+    return Problem(
+        "meta.json",
+        (),
+        f"meta.[json|conf|yml] not existing for job {name}, possible in legacy job format "
+        "(config/ at the top of the folder, no meta file)",
+        f"upgrade the job structure: 'flruntime job convert {shown} -o {shown}_job' wraps it as app '{name}' of a job",
+        code="legacy-job",
+    )
+
+
 def discover(root: Path) -> tuple[JobFolder, list[Problem]]:
     """Find the meta file and apps of the job folder ``root`` and check its deploy map.
 
@@ -187,12 +210,9 @@ def discover(root: Path) -> tuple[JobFolder, list[Problem]]:
     meta_path = _find_meta(root)
     flat_root = any(find_config(root, s) for s in CONFIG_NAMES.values())
     if meta_path is None:
-        if (root / "config").is_dir():  # legacy single-app folder
-            job = JobFolder(root, None)
-            job.deploy_map = {root.name: [ALL]}
-            custom = root / "custom"
-            job.apps[root.name] = App(root.name, root, root / "config", custom if custom.is_dir() else None)
-            return job, problems
+        if legacy_app(root):
+            shown = root if root.name else root.resolve()  # "." names no folder
+            return JobFolder(root, None), [legacy_problem(shown.name, str(shown))]
         return JobFolder(root, None), [
             Problem(
                 "meta.json",

@@ -39,6 +39,10 @@ class Subscription:
         self._bus._remove(self)
 
 
+#: Subscribe to this name to hear every event (after the subscribers of the event's own name).
+ALL = "*"
+
+
 class EventBus:
     """The event bus of one engine (one site)."""
 
@@ -48,7 +52,7 @@ class EventBus:
         self._lock = threading.Lock()
 
     def subscribe(self, name: str, handler: Handler) -> Subscription:
-        """Call ``handler(event)`` for every event called ``name``; returns a removable handle."""
+        """Call ``handler(event)`` for every event called ``name`` (:data:`ALL`: every event); returns a handle."""
         sub = Subscription(self, str(name), handler)
         with self._lock:
             self._subs.setdefault(sub.name, []).append(sub)
@@ -64,7 +68,7 @@ class EventBus:
         """Deliver an event to its subscribers, in order; handler errors are logged, not raised."""
         event = Event(str(name), origin or self.site, data)
         with self._lock:
-            subs = list(self._subs.get(event.name, []))
+            subs = [*self._subs.get(event.name, []), *self._subs.get(ALL, [])]
         for sub in subs:
             try:
                 sub.handler(event)

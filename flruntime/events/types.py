@@ -13,6 +13,7 @@ class EventType(StrEnum):
 
     START_RUN = "_start_run"
     END_RUN = "_end_run"
+    ABOUT_TO_END_RUN = "_about_to_end_run"
     ABORT_TASK = "_abort_task"
     INITIAL_MODEL_LOADED = "_initial_model_loaded"
     ROUND_STARTED = "_round_started"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flruntime.config.job import legacy_app, legacy_problem
 from flruntime.errors import UsageError
 from flruntime.federation.archive import unzip_to, zip_folder
 from flruntime.federation.jobs import JobRecord, JobStatus
@@ -123,7 +124,7 @@ class AdminCommands:
         folder = store.folder(job_id)
         queued = False
         try:  # whatever happens before the job is queued, its folder goes again: no orphan in jobs/
-            check = self._store_and_check(who, data, folder, job_id)
+            check = self._store_and_check(who, data, folder, job_id, name)
             if isinstance(check, list):  # refused: the one-line errors
                 log.warning("refused a job from %s: %s", who.name, check[0])
                 self._audit(who, "submit_job", {"name": name}, "failed", check[0])
@@ -140,8 +141,13 @@ class AdminCommands:
         self.server.wake()
         return control(ok=True, job_id=job_id)
 
-    def _store_and_check(self, who: Member, data: bytes, folder: Path, job_id: str) -> CheckResult | list[str]:
+    def _store_and_check(
+        self, who: Member, data: bytes, folder: Path, job_id: str, name: str
+    ) -> CheckResult | list[str]:
         """Unpack an upload into ``folder`` and check it; its code is imported in a short-lived child, never here.
+
+        A legacy single-app upload (``config/`` at the top, no meta file) is refused as NVFlare's submit refuses it,
+        named by the name the upload gives (``name``), not by this server's folder.
 
         Returns:
             The check of a valid job, or the one-line errors that refuse it.
@@ -152,6 +158,8 @@ class AdminCommands:
                 unzip_to(data, folder, label=label)
             except OSError as exc:  # an entry's name too long for this file system, the disk full, ...
                 raise UsageError(f"{label}: cannot unpack it ({exc.strerror or type(exc).__name__})") from exc
+            if legacy_app(folder):
+                return [legacy_problem(name or "JOB_DIR").format()]
             check = check_job(folder, job_id=job_id)
         except UsageError as exc:
             return str(exc).splitlines() or ["the job was refused"]

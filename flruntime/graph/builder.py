@@ -2,7 +2,8 @@
 
 Components are instantiated in dependency order (a component after the ones it references),
 nested components before the component whose args hold them, each from a deep copy of its args,
-so building twice gives independent objects and the config is never mutated.
+so building twice gives independent objects and the config is never mutated. Top-level components
+written against NVFlare's API are wrapped for flruntime's engines (:func:`flruntime.compat.adapters.adapt`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from flruntime.compat.adapters import adapt
 from flruntime.config.model import ComponentSpec, is_component_dict, spec_of
 from flruntime.errors import ConfigError, InstantiationError
 from flruntime.graph.check import CheckedApp
@@ -181,23 +183,23 @@ def build_site(
     builder = _Builder(checked, policy.with_custom(custom_dir))
     with job_imports(custom_dir):
         for spec in _order(checked):
-            graph.components[spec.id or ""] = builder.instantiate(spec)
+            graph.components[spec.id or ""] = adapt(builder.instantiate(spec))
         for spec in cfg.workflows:
             if spec.disabled:
                 continue
-            obj = builder.instantiate(spec)
+            obj = adapt(builder.instantiate(spec))
             wid = spec.id or type(obj).__name__
             graph.workflows.append((wid, obj))
             graph.components.setdefault(wid, obj)
         for ex in cfg.executors:
             if not ex.component.disabled:
-                graph.executors.append((ex.tasks, builder.instantiate(ex.component)))
+                graph.executors.append((ex.tasks, adapt(builder.instantiate(ex.component))))
         defaults = {"server": ("out", "in"), "client": ("in", "out")}[cfg.side]
         for chains, target, default in (
             (cfg.task_data_filters, graph.task_data_filters, defaults[0]),
             (cfg.task_result_filters, graph.task_result_filters, defaults[1]),
         ):
             for chain in chains:
-                filters = tuple(builder.instantiate(f) for f in chain.filters if not f.disabled)
+                filters = tuple(adapt(builder.instantiate(f)) for f in chain.filters if not f.disabled)
                 target.append(FilterChain(chain.tasks, chain.direction or default, filters))
     return graph

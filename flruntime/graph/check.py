@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from flruntime.compat.adapters import NVFLARE_BASES, fills_role
 from flruntime.config.model import AppConfig, ComponentSpec
 from flruntime.graph.locate import ImportPolicy, Located, LocateError, job_imports, locate
 from flruntime.graph.refs import ref_params, referenced_ids_at
@@ -109,12 +110,13 @@ def _locate_all(app: CheckedApp, policy: ImportPolicy) -> None:
             continue
         app.classes[spec.path] = found
         role = PLACE_ROLES.get(spec.place)
-        if role is not None and not issubclass(found.cls, role):
+        if role is not None and not fills_role(found.cls, role):
             app.problems.append(
                 src.problem(
                     spec.path + (key,),
                     f"{found.cls.__name__} is not {role_name(role)}",
-                    f"{role_name(role)} must implement flruntime.roles.{role.__name__}",
+                    f"{role_name(role)} must implement flruntime.roles.{role.__name__}"
+                    + (f" or subclass {NVFLARE_BASES[role]}" if role in NVFLARE_BASES else ""),
                     code="role",
                 )
             )
@@ -147,6 +149,8 @@ def _references(app: CheckedApp) -> None:
                 if owner:
                     app.edges.setdefault(owner, []).append(target)
                 if target not in ids:
+                    if not given and param.ref.optional:
+                        continue  # the default names an optional component the job does not have
                     close = difflib.get_close_matches(target, list(ids), n=1)
                     hint = f"did you mean '{close[0]}'?" if close else "add a component with that id"
                     what = param.name if given else f"{param.name} (default)"
@@ -154,7 +158,7 @@ def _references(app: CheckedApp) -> None:
                     continue
                 target_cls = app.classes.get(ids[target].path)
                 role = param.ref.role
-                if role is not None and target_cls is not None and not issubclass(target_cls.cls, role):
+                if role is not None and target_cls is not None and not fills_role(target_cls.cls, role):
                     app.problems.append(
                         src.problem(
                             path,

@@ -1,9 +1,9 @@
 """Turning a class path from a config into a class, safely.
 
-Resolution order: registry short names, the NVFlare alias map, entry-point plugins, then a plain
-import, allowed only under the :class:`ImportPolicy` allowlist (flruntime itself, the job's own
-``custom/`` folder and prefixes the site adds). Failures say which step failed and suggest the
-nearest known name.
+Resolution order: registry short names, the NVFlare alias map (also under the paths of NVFlare modules that
+re-export an aliased class), entry-point plugins, then a plain import, allowed only under the
+:class:`ImportPolicy` allowlist (flruntime itself, the job's own ``custom/`` folder and prefixes the site adds).
+Failures say which step failed and suggest the nearest known name.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
-from flruntime.graph.aliases import NVFLARE_ALIASES, is_nvflare_path
+from flruntime.compat import install_shim
+from flruntime.graph.aliases import NVFLARE_ALIASES, NVFLARE_REEXPORTS, is_nvflare_path
 from flruntime.graph.nvflare_names import NVFLARE_NAMES
 from flruntime.graph.registry import plugin_names, short_names
 
@@ -126,6 +127,7 @@ def job_imports(custom_dir: Path | None) -> Iterator[None]:
     if custom_dir is None or not custom_dir.is_dir():
         yield
         return
+    install_shim()  # custom code written for NVFlare imports nvflare.apis / app_common (a real NVFlare wins)
     entry = str(custom_dir)
     names = custom_module_names(custom_dir)
 
@@ -291,8 +293,9 @@ def locate(path: str, policy: ImportPolicy, *, by_name: bool = False) -> Located
                 'use "path" with the full class path',
             )
         path = f"{modules[0]}.{path}"
-    if path in NVFLARE_ALIASES:
-        target = NVFLARE_ALIASES[path]
+    canonical = NVFLARE_REEXPORTS.get(path, path)  # a module that imports the class names it too, as in NVFlare
+    if canonical in NVFLARE_ALIASES:
+        target = NVFLARE_ALIASES[canonical]
         return Located(import_class(target), target, "alias")
     if is_nvflare_path(path):
         by_class = {p.rsplit(".", 1)[1]: p for p in NVFLARE_ALIASES}

@@ -21,9 +21,12 @@ class Ref:
 
     Attributes:
         role: the role class the referenced component must be an instance of (None: any).
+        optional: the argument's default id may name no component (the component then works without one,
+            as NVFlare's ``ModelController`` does without a ``persistor``); an id given in the config must exist.
     """
 
     role: type | None = None
+    optional: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from flruntime.graph.nvflare_names import NVFLARE_NAMES
 
 #: flruntime classes with a short name of their own (no NVFlare counterpart, or another spelling).
 NATIVE_NAMES: dict[str, str] = {
-    "FedAvg": "flruntime.components.workflows.scatter_and_gather.ScatterAndGather",
     "SocketPipe": "flruntime.pipes.tcp.SocketPipe",
 }
 

@@ -4,8 +4,8 @@ A component names its context file (``tenseal_context_file``, NVFlare's argument
 looked up, in order, in:
 
 1. the site's ``startup/`` folder in its workspace (a provisioned kit; the simulator copies the files of
-   ``--he-context-dir`` there: ``<workspace>/server/startup/server_context.tenseal``,
-   ``<workspace>/<site>/startup/client_context.tenseal``);
+   ``--he-context-dir``, or of the key it makes for the run without one, there:
+   ``<workspace>/server/startup/server_context.tenseal``, ``<workspace>/<site>/startup/client_context.tenseal``);
 2. the folder named by the environment variable ``FLRUNTIME_HE_DIR``;
 3. the app's ``config/`` folder.
 

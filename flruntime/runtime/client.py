@@ -14,7 +14,7 @@ from flruntime.runtime.communicator import Shutdown
 from flruntime.runtime.context import RunContext, TaskContext
 from flruntime.runtime.lifecycle import start_components, stop_components
 from flruntime.runtime.log_context import as_site
-from flruntime.runtime.messages import MetaKey, ModelMessage, ReturnCode, Task, TaskResult
+from flruntime.runtime.messages import MetaKey, ModelMessage, ReturnCode, Task, TaskError, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,10 @@ class ClientEngine:
             self.ctx.bus.fire(EventType.BEFORE_TASK_EXECUTION, task=task.name)
             result: ModelMessage = executor.execute(task.name, data, ctx)
             self.ctx.bus.fire(EventType.AFTER_TASK_EXECUTION, task=task.name)
+        except TaskError as exc:  # the executor chose the return code: one line, no traceback
+            reply.rc, reply.error = exc.rc, str(exc)
+            log.error("%s: task '%s' failed (%s): %s", self.ctx.site, reply.name, exc.rc, exc)
+            return reply
         except Exception as exc:
             rc = ReturnCode.TASK_ABORTED if self.ctx.abort.is_set() else ReturnCode.EXECUTION_EXCEPTION
             return self._fail(reply, rc, exc)

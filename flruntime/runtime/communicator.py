@@ -163,6 +163,11 @@ class Communicator:
         with self._cond:
             return list(self._queues)
 
+    def waiting(self, site: str) -> list[str]:
+        """The names of the tasks queued for ``site`` that it has not pulled yet."""
+        with self._cond:
+            return [task.name for task in self._queues.get(site, ())]
+
     def pull(self, site: str, timeout: float) -> Task | Shutdown | None:
         """Return the next task for ``site``, waiting up to ``timeout`` seconds; SHUTDOWN when the job ended."""
         deadline = time.monotonic() + timeout

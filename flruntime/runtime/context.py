@@ -32,6 +32,7 @@ class RunContext:
         resume: True when the run continues an earlier one from its last saved state.
         current_round: the round being run (set by the workflow).
         total_rounds: the number of rounds (set by the workflow).
+        failure: why a component stopped the run (:meth:`fail`), "" while none did.
     """
 
     job_id: str
@@ -45,6 +46,13 @@ class RunContext:
     current_round: int | None = None
     total_rounds: int | None = None
     fed_event_sink: Callable[[str, dict[str, Any]], None] | None = None
+    failure: str = ""
+
+    def fail(self, reason: str) -> None:
+        """Stop the run because of ``reason`` (the first reason is kept): the job ends failed and names it."""
+        if not self.failure:
+            self.failure = reason
+        self.abort.set()
 
     def fire_fed_event(self, name: str, data: dict[str, Any]) -> None:
         """Send an event to the server (from a client): it fires there as ``name`` with this site as origin.

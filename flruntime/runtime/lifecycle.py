@@ -34,7 +34,8 @@ def start_components(objects: Iterable[Any], ctx: RunContext) -> None:
 
 
 def stop_components(objects: Iterable[Any], ctx: RunContext) -> None:
-    """Fire END_RUN, then call ``teardown(ctx)`` on every object that has it (reverse build order)."""
+    """Fire ABOUT_TO_END_RUN and END_RUN, then call ``teardown(ctx)`` on every object that has it (reverse order)."""
+    ctx.bus.fire(EventType.ABOUT_TO_END_RUN)
     ctx.bus.fire(EventType.END_RUN)
     for obj in reversed(list(objects)):
         teardown = getattr(obj, "teardown", None)

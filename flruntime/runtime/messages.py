@@ -48,6 +48,28 @@ class ReturnCode(StrEnum):
     TASK_RESULT_FILTER_ERROR = "TASK_RESULT_FILTER_ERROR"
     EMPTY_RESULT = "EMPTY_RESULT"
     TIMEOUT = "TIMEOUT"
+    # more of NVFlare's codes, which executors written for NVFlare return
+    BAD_TASK_DATA = "BAD_TASK_DATA"
+    BAD_REQUEST_DATA = "BAD_REQUEST_DATA"
+    ERROR = "ERROR"
+    EXECUTION_RESULT_ERROR = "EXECUTION_RESULT_ERROR"
+    TASK_UNSUPPORTED = "TASK_UNSUPPORTED"
+    MODEL_UNRECOGNIZED = "MODEL_UNRECOGNIZED"
+    VALIDATE_TYPE_UNKNOWN = "VALIDATE_TYPE_UNKNOWN"
+    EARLY_TERMINATION = "EARLY_TERMINATION"
+
+
+class TaskError(Exception):
+    """Raised by an executor to end its task with a return code other than ``EXECUTION_EXCEPTION``.
+
+    Args:
+        rc: the return code.
+        message: why.
+    """
+
+    def __init__(self, rc: ReturnCode | str, message: str) -> None:
+        super().__init__(message)
+        self.rc = ReturnCode(rc) if rc in ReturnCode.__members__.values() else ReturnCode.ERROR
 
 
 @dataclass

@@ -106,6 +106,8 @@ class ServerEngine:
                     outcome.workflows_run.append(wid)
                     log.info("server: workflow '%s' finished", wid)
                 outcome.status = RunStatus.ABORTED if self.ctx.abort.is_set() else RunStatus.COMPLETED
+                if self.ctx.failure:
+                    outcome.status, outcome.error = RunStatus.EXECUTION_EXCEPTION, self.ctx.failure
             except Exception as exc:
                 log.exception("server: the job failed")
                 outcome.status = RunStatus.EXECUTION_EXCEPTION

@@ -5,12 +5,20 @@ the wire codec); only the transport differs. Each site gets a folder in the work
 and the run ends with ``results.json`` at the workspace root. How clients run is a :class:`Clients`:
 threads of this process (:class:`ThreadClients`, the default: fast), or job processes as in a deployment
 (:class:`flruntime.jobproc.simulate.ProcessClients`, ``flruntime simulate --processes``).
+
+A job with HE components (a class taking ``tenseal_context_file``) runs without keys of its own: when no
+``he_context_dir`` is given (nor ``FLRUNTIME_HE_DIR``, nor a context file in an app's ``config/``), the simulator
+makes a CKKS key for the run in ``<workspace>/he_context/`` (what ``flruntime he keys`` writes) and installs it like
+``--he-context-dir``: the public context to the server, the secret one to the clients. NVFlare's simulator does not
+support HE at all.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import os
 import shutil
 import sys
 import threading
@@ -37,6 +45,10 @@ from flruntime.validation import Report, build_job_site, validate_job
 SIM_JOB_ID = "simulate_job"
 MARKER = ".flruntime-workspace"
 RESULTS_FILE = "results.json"
+#: Where the simulator puts the CKKS key it makes for an HE job run without ``--he-context-dir``.
+HE_CONTEXT_DIR = "he_context"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -191,6 +203,7 @@ def simulate(
         serialize: send every task and result through the wire codec.
         he_context_dir: a folder made by ``flruntime he keys``: its ``server_context.tenseal`` is copied to
             ``<workspace>/server/startup/`` and its ``client_context.tenseal`` to every client's ``startup/``.
+            None for an HE job: a key is made for the run in ``<workspace>/he_context/`` (see the module).
         client_runner: how the clients run (default: :class:`ThreadClients`, threads of this process).
 
     Returns:
@@ -219,6 +232,8 @@ def simulate(
         handler.addFilter(_SiteFilter(site))
         root_logger.addHandler(handler)
         handlers.append(handler)
+    if he_context_dir is None and _needs_he_keys(report):
+        he_context_dir = _he_keys_for_run(ws, resume, progress)
     if he_context_dir is not None:
         from flruntime.he.contexts import install_contexts
 
@@ -231,6 +246,53 @@ def simulate(
             root_logger.removeHandler(handler)
             handler.close()
         root_logger.setLevel(old_level)
+
+
+def _takes_he_context(cls: type) -> bool:
+    try:
+        return "tenseal_context_file" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): not an HE component
+        return False
+
+
+def _needs_he_keys(report: Report) -> bool:
+    """True when the job has HE components and no context is given otherwise (``FLRUNTIME_HE_DIR``, app config/)."""
+    from flruntime.he.contexts import ENV_DIR
+    from flruntime.he.keys import CLIENT_CONTEXT, SERVER_CONTEXT
+
+    if not any(_takes_he_context(found.cls) for app in report.apps for found in app.classes.values()):
+        return False
+    if os.environ.get(ENV_DIR):
+        return False
+    shipped = [a.config_dir / n for a in report.job.apps.values() for n in (SERVER_CONTEXT, CLIENT_CONTEXT)]
+    return not any(p.is_file() for p in shipped)
+
+
+def _he_keys_for_run(ws: Path, resume: bool, progress: TextIO | None) -> Path | None:
+    """Make a CKKS key for this run in ``ws/he_context/`` and return that folder (None: keep the resumed run's).
+
+    Raises:
+        UsageError: TenSEAL is not installed.
+    """
+    from flruntime.he.keys import CLIENT_CONTEXT, SERVER_CONTEXT, write_keys
+
+    folder = ws / HE_CONTEXT_DIR
+    if resume and (ws / "server" / "startup" / SERVER_CONTEXT).is_file():  # a new key could not decrypt its model
+        made = (folder / SERVER_CONTEXT).is_file() and (folder / CLIENT_CONTEXT).is_file()
+        line = f"HE: no --he-context-dir given: the resumed run keeps its CKKS context ({ws / 'server' / 'startup'})"
+        found = folder if made else None
+    else:
+        try:
+            write_keys(folder, force=True)
+        except ImportError as exc:
+            raise UsageError(f"the job uses homomorphic encryption: {exc}") from exc
+        line = f"HE: no --he-context-dir given: made a CKKS context for this run in {folder}"
+        found = folder
+    log.info("%s", line)
+    if progress is not None:
+        progress.write(line + "\n")
+        progress.flush()
+    return found
 
 
 def _preflight(objects: Any, ctx: RunContext) -> None:

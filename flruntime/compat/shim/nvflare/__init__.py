@@ -1,4 +1,4 @@
-"""flruntime's stand-in for the ``nvflare`` package: only ``nvflare.client`` and ``nvflare.client.tracking``.
+"""flruntime's stand-in for the ``nvflare`` package: the Client API and the component API its examples use.
 
 It is on the import path only when NVFlare itself is not installed (see :mod:`flruntime.compat`).
 """
