@@ -114,14 +114,15 @@ def message_to_learnable(model: ModelMessage) -> ModelLearnable:
 
 
 def task_context(ctx: TaskContext, shareable: Shareable | None = None) -> FLContext:
-    """A context for one task: the run's, plus the task's name, id, data and the server as peer."""
+    """A context for one task: the run's, plus the task's name, id, data (and, on a client, the server as peer)."""
     fl_ctx = make_context(ctx.run)
     fl_ctx.set_prop(FLContextKey.TASK_NAME, ctx.task_name, private=True, sticky=False)
     fl_ctx.set_prop(FLContextKey.TASK_ID, ctx.task_id, private=True, sticky=False)
     if shareable is not None:
         fl_ctx.set_prop(FLContextKey.TASK_DATA, shareable, private=True, sticky=False)
-    peer = {ReservedKey.IDENTITY_NAME: "server", FLContextKey.CURRENT_RUN: ctx.run.job_id}
-    fl_ctx.set_peer_context(peer_context(peer))
+    if ctx.run.site != "server":  # a client's task comes from the server
+        peer = {ReservedKey.IDENTITY_NAME: "server", FLContextKey.CURRENT_RUN: ctx.run.job_id}
+        fl_ctx.set_peer_context(peer_context(peer))
     if ctx.current_round is not None:
         fl_ctx.set_prop(AppConstants.CURRENT_ROUND, ctx.current_round, private=True, sticky=False)
     return fl_ctx

@@ -20,6 +20,20 @@ from flruntime.transport.retry import explain
 from flruntime.transport.streaming import assemble, control, iter_bytes, read_control
 
 
+class CommandFailed(UsageError):
+    """The server could not do an admin command (an unknown job id, a running job to delete, ...).
+
+    Args:
+        message: the server's one-line reason.
+        code: the reason in one word: ``no_job``, ``no_site``, ``job_running``, ``job_finished``, ``no_results``
+            or "" (anything else).
+    """
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class AdminSession:
     """A connection to the server with an admin's startup kit.
 
@@ -81,7 +95,7 @@ class AdminSession:
 
         Raises:
             AuthError: this admin's role may not run it.
-            UsageError: the server could not do it (an unknown job id, a running job to delete, ...).
+            CommandFailed: the server could not do it (an unknown job id, a running job to delete, ...).
             TransportError: the server could not be reached.
         """
         request = control(command=command, args=args)
@@ -91,22 +105,27 @@ class AdminSession:
             raise self._fail(exc) from exc
         if not reply.get("ok"):
             error = str(reply.get("error") or f"{command} failed")
-            raise AuthError(error) if reply.get("refused") else UsageError(error)
+            raise AuthError(error) if reply.get("refused") else CommandFailed(error, str(reply.get("code") or ""))
         return dict(reply)
 
-    def list_jobs(self, job_id: str | None = None) -> list[dict[str, Any]]:
-        """Return the server's job records (all, or one), oldest first."""
-        return list(self.command("list_jobs", job_id=job_id)["jobs"])
+    def list_jobs(self, job_id: str | None = None, meta: bool = False) -> list[dict[str, Any]]:
+        """Return the server's job records (all, or one), oldest first.
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        """Return one job's record.
+        Args:
+            job_id: only this job.
+            meta: add each job's meta file as submitted (``meta``) and its submitter's role (``submitter_role``).
+        """
+        return list(self.command("list_jobs", job_id=job_id, **({"meta": True} if meta else {}))["jobs"])
+
+    def job(self, job_id: str, meta: bool = False) -> dict[str, Any]:
+        """Return one job's record (with ``meta``: as :meth:`list_jobs` gives it).
 
         Raises:
-            UsageError: no such job.
+            CommandFailed: no such job (code ``no_job``).
         """
-        found = self.list_jobs(job_id)
+        found = self.list_jobs(job_id, meta=meta)
         if not found:
-            raise UsageError(f"no job with id {job_id} (list them with `flruntime job list`)")
+            raise CommandFailed(f"no job with id {job_id} (list them with `flruntime job list`)", "no_job")
         return found[0]
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 1.0) -> dict[str, Any]:
@@ -179,18 +198,26 @@ class AdminSession:
         """Ask clients (all when None) to restart; return those told."""
         return list(self.command("restart", target="client", sites=sites)["sites"])
 
-    def download(self, job_id: str, dest: str | Path) -> Path:
+    def download(self, job_id: str, dest: str | Path, with_job: bool = False) -> Path:
         """Download a job's server workspace (with every site's log) into ``dest/<job_id>``; return that folder.
+
+        Args:
+            job_id: the job.
+            dest: the folder to download into.
+            with_job: NVFlare's layout: the submitted job folder in ``job/``, the workspace in ``workspace/``.
 
         Raises:
             AuthError: this admin may not download it.
-            UsageError: no such job, or no results yet.
+            CommandFailed: no such job (code ``no_job``), or no results yet (``no_results``).
         """
+        request = control(job_id=job_id, **({"with_job": True} if with_job else {}))
         try:
-            head, buf = assemble(iter(self.stub.stream_out("DownloadJob", control(job_id=job_id), self.timeout)))
+            head, buf = assemble(iter(self.stub.stream_out("DownloadJob", request, self.timeout)))
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise UsageError(str(exc.details())) from exc
+                raise CommandFailed(str(exc.details()), "no_job") from exc
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise CommandFailed(str(exc.details()), "no_results") from exc
             if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
                 raise AuthError(str(exc.details())) from exc
             raise self._fail(exc) from exc
@@ -203,4 +230,4 @@ class AdminSession:
 Session = AdminSession
 
 
-__all__ = ["AdminSession", "Session"]
+__all__ = ["AdminSession", "CommandFailed", "Session"]

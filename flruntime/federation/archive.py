@@ -20,15 +20,20 @@ MAX_EXTRACTED = 8 * 1024**3
 
 def zip_folder(folder: str | Path) -> bytes:
     """Pack a folder (files only, relative paths, no caches) into zip bytes."""
-    root = Path(folder)
+    return zip_folders({"": Path(folder)})
+
+
+def zip_folders(folders: dict[str, Path]) -> bytes:
+    """Pack folders as :func:`zip_folder` does, each under its key (``""``: at the top of the archive)."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part in SKIP_DIRS for part in rel.parts) or path.suffix in SKIP_SUFFIXES:
-                continue
-            if path.is_file() and not path.is_symlink():
-                zf.write(path, rel.as_posix())
+        for prefix, root in folders.items():
+            for path in sorted(root.rglob("*")):
+                rel = path.relative_to(root)
+                if any(part in SKIP_DIRS for part in rel.parts) or path.suffix in SKIP_SUFFIXES:
+                    continue
+                if path.is_file() and not path.is_symlink():
+                    zf.write(path, (PurePosixPath(prefix) / rel.as_posix()).as_posix() if prefix else rel.as_posix())
     return out.getvalue()
 
 

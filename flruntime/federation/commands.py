@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flruntime.config.job import legacy_app, legacy_problem
+from flruntime.config.job import find_config, legacy_app, legacy_problem
+from flruntime.config.source import load_file
 from flruntime.errors import UsageError
-from flruntime.federation.archive import unzip_to, zip_folder
+from flruntime.federation.archive import unzip_to, zip_folder, zip_folders
 from flruntime.federation.jobs import JobRecord, JobStatus
 from flruntime.federation.kit import Member
 from flruntime.federation.policy import allowed
@@ -39,7 +40,17 @@ class Refused(Exception):
 
 
 class Failed(Exception):
-    """The command cannot be done (the message says why)."""
+    """The command cannot be done (the message says why).
+
+    Args:
+        message: why, in one line.
+        code: why, in one word for programs (sent as the reply's ``code``): ``no_job``, ``no_site``,
+            ``job_running``, ``job_finished`` or "" (anything else).
+    """
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AdminCommands:
@@ -92,14 +103,14 @@ class AdminCommands:
             return control(ok=False, error=f"not authorised: {exc}", refused=True)
         except Failed as exc:
             self._audit(who, command, args, "failed", str(exc))
-            return control(ok=False, error=str(exc))
+            return control(ok=False, error=str(exc), **({"code": exc.code} if exc.code else {}))
         self._audit(who, command, args, "ok")
         return json.dumps({"ok": True, **reply}).encode()
 
     def _job(self, job_id: Any) -> JobRecord:
         rec = self.server.store.get(str(job_id))
         if rec is None:
-            raise Failed(f"no job with id {job_id}")
+            raise Failed(f"no job with id {job_id}", code="no_job")
         return rec
 
     # --- jobs ---------------------------------------------------------------------------------------
@@ -169,7 +180,11 @@ class AdminCommands:
         return check.errors or check
 
     def download(self, who: Member, args: dict[str, Any]) -> tuple[bytes, str]:
-        """Zip a job's run folder for an admin; returns (bytes, "") or (b"", why not)."""
+        """Zip a job's run folder for an admin; returns (bytes, "") or (b"", why not).
+
+        With ``with_job`` in ``args`` the zip holds NVFlare's layout: the submitted folder in ``job/`` and the run
+        folder in ``workspace/``.
+        """
         try:
             rec = self._job(args.get("job_id"))
             self._check(who, "download_job", rec.submitter_org)
@@ -181,18 +196,35 @@ class AdminCommands:
             self._audit(who, "download_job", args, result, str(exc))
             return b"", str(exc) if isinstance(exc, Failed) else f"not authorised: {exc}"
         self._audit(who, "download_job", args, "ok")
+        if args.get("with_job"):
+            return zip_folders({"job": self.server.store.folder(rec.job_id), "workspace": run_dir}), ""
         return zip_folder(run_dir), ""
 
     def _list_jobs(self, who: Member, args: dict[str, Any]) -> dict[str, Any]:
         self._check(who, "list_jobs")
         job_id = args.get("job_id")
-        return {"jobs": [r.as_dict() for r in self.server.store.all() if job_id in (None, r.job_id)]}
+        jobs = [r.as_dict() for r in self.server.store.all() if job_id in (None, r.job_id)]
+        if args.get("meta"):  # each job's meta file as submitted, and its submitter's role
+            members = self.server.kit.members
+            for job in jobs:
+                job["meta"] = self._meta_file(job["job_id"])
+                submitter = members.get(job["submitter"])
+                job["submitter_role"] = submitter.role if submitter is not None else ""
+        return {"jobs": jobs}
+
+    def _meta_file(self, job_id: str) -> dict[str, Any]:
+        """The meta document of a stored job folder (empty when it cannot be read)."""
+        path = find_config(self.server.store.folder(job_id), "meta")
+        source = load_file(path, path.name)[0] if path is not None else None
+        if source is None or not isinstance(source.data, dict):
+            return {}
+        return dict(json.loads(json.dumps(source.data, default=str)))  # YAML dates and the like as text
 
     def _abort_job(self, who: Member, args: dict[str, Any]) -> dict[str, Any]:
         rec = self._job(args.get("job_id"))
         self._check(who, "abort_job", rec.submitter_org)
         if rec.status.finished:
-            raise Failed(f"job {rec.job_id} already {rec.status}")
+            raise Failed(f"job {rec.job_id} already {rec.status}", code="job_finished")
         log.info("job %s: abort requested by %s", rec.job_id, who.name)
         if not self.server.abort(rec.job_id):
             self.server.store.update(
@@ -228,7 +260,7 @@ class AdminCommands:
         rec = self._job(args.get("job_id"))
         self._check(who, "delete_job", rec.submitter_org)
         if rec.status in (JobStatus.DISPATCHED, JobStatus.RUNNING):
-            raise Failed(f"job {rec.job_id} is {rec.status}: abort it first")
+            raise Failed(f"job {rec.job_id} is {rec.status}: abort it first", code="job_running")
         self.server.store.delete(rec.job_id, self.server.workspace / rec.job_id)
         return {"job_id": rec.job_id}
 
@@ -241,7 +273,9 @@ class AdminCommands:
         known = {m.name: m for m in members}
         unknown = [s for s in sites if s not in known]
         if unknown:
-            raise Failed(f"no client named {', '.join(unknown)} in the project (clients: {', '.join(known)})")
+            raise Failed(
+                f"no client named {', '.join(unknown)} in the project (clients: {', '.join(known)})", code="no_site"
+            )
         return [known[s] for s in sites]
 
     def _site_rows(self, members: list[Member]) -> list[dict[str, Any]]:

@@ -285,9 +285,13 @@ class FederationServer(JobRunner):
         who = self._admin(context, "DownloadJob")
         data, error = self.commands.download(who, read_control(request))
         if error:
-            context.abort(
-                grpc.StatusCode.NOT_FOUND if error.startswith("no job") else grpc.StatusCode.PERMISSION_DENIED, error
-            )
+            if error.startswith("no job"):
+                code = grpc.StatusCode.NOT_FOUND
+            elif error.startswith("not authorised"):
+                code = grpc.StatusCode.PERMISSION_DENIED
+            else:  # no results yet
+                code = grpc.StatusCode.FAILED_PRECONDITION
+            context.abort(code, error)
         yield from iter_bytes(data)
 
     def sites_of(self, named: list[str], deploy_map: dict[str, list[str]]) -> list[str]:
