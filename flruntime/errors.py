@@ -61,3 +61,16 @@ class AbortedError(FLRuntimeError):
     """The run was aborted."""
 
     exit_code = ExitCode.JOB_FAILED
+
+
+class JobFailedError(FLRuntimeError):
+    """A job ran and did not complete (e.g. a Python job API's ``simulator_run``)."""
+
+    exit_code = ExitCode.JOB_FAILED
+
+
+class JobApiError(UsageError, ValueError):
+    """A Python job API (a job, a recipe, an environment) was asked for something it cannot do.
+
+    A ``ValueError`` too, as NVFlare raises for the same mistakes, so code written for NVFlare catches it.
+    """

@@ -48,6 +48,23 @@ def hello_pt(dest: Path, train: int = 64, test: int = 32) -> Path:
     return dest
 
 
+def _generate_cifar10(script: Path, train: int) -> None:
+    """Edit 2.5.2's ``hello-pt_cifar10_fl.py``: generated tensors instead of CIFAR-10, no torchvision."""
+    text = script.read_text(encoding="utf-8")
+    text, count = re.subn(
+        r"CIFAR10\(\s*root=os\.path\.join\(DATASET_PATH, client_name\), transform=transforms, download=True, "
+        r"train=True\s*\)",
+        f"torch.utils.data.TensorDataset(torch.randn({train}, 3, 32, 32), torch.randint(0, 10, ({train},)))",
+        text,
+    )
+    assert count == 1, f"{script}: the CIFAR10 call is not where it was"
+    text, count = re.subn(r"transforms = Compose\(\s*\[[^\]]*\]\s*\)", "transforms = None", text)
+    assert count == 1, f"{script}: the transforms are not where they were"
+    script.write_text(text, encoding="utf-8")
+    _replace(script, "from torchvision.datasets import CIFAR10\n", "")
+    _replace(script, "from torchvision.transforms import Compose, Normalize, ToTensor\n", "")
+
+
 def hello_pt_252(dest: Path, train: int = 64) -> Path:
     """2.5.2's exported hello-pt FedAvg job with the example's own ``src/`` in every app (CIFAR-10 generated)."""
     shutil.copytree(HELLO_PT_252_JOB, dest)
@@ -56,20 +73,14 @@ def hello_pt_252(dest: Path, train: int = 64) -> Path:
         if src.exists():
             shutil.rmtree(src)
         shutil.copytree(HELLO_PT_252 / "src", src)
-        script = src / "hello-pt_cifar10_fl.py"
-        text = script.read_text(encoding="utf-8")
-        text, count = re.subn(
-            r"CIFAR10\(\s*root=os\.path\.join\(DATASET_PATH, client_name\), transform=transforms, download=True, "
-            r"train=True\s*\)",
-            f"torch.utils.data.TensorDataset(torch.randn({train}, 3, 32, 32), torch.randint(0, 10, ({train},)))",
-            text,
-        )
-        assert count == 1, f"{script}: the CIFAR10 call is not where it was"
-        text, count = re.subn(r"transforms = Compose\(\s*\[[^\]]*\]\s*\)", "transforms = None", text)
-        assert count == 1, f"{script}: the transforms are not where they were"
-        script.write_text(text, encoding="utf-8")
-        _replace(script, "from torchvision.datasets import CIFAR10\n", "")
-        _replace(script, "from torchvision.transforms import Compose, Normalize, ToTensor\n", "")
+        _generate_cifar10(src / "hello-pt_cifar10_fl.py", train)
+    return dest
+
+
+def hello_pt_252_example(dest: Path, train: int = 64) -> Path:
+    """2.5.2's hello-pt example folder (``fedavg_script_runner_pt.py``, ``src/``), CIFAR-10 generated."""
+    shutil.copytree(HELLO_PT_252, dest)
+    _generate_cifar10(dest / "src" / "hello-pt_cifar10_fl.py", train)
     return dest
 
 

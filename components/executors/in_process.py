@@ -334,6 +334,7 @@ class PTInProcessClientAPIExecutor(InProcessClientAPIExecutor):
         evaluate_task_name: see there.
         submit_model_task_name: see there.
         server_expected_format: see there.
+        params_exchange_format: ``pytorch`` (NVFlare 2.5+ takes it; nothing else is accepted).
     """
 
     def __init__(
@@ -351,7 +352,10 @@ class PTInProcessClientAPIExecutor(InProcessClientAPIExecutor):
         evaluate_task_name: str = "validate",
         submit_model_task_name: str = "submit_model",
         server_expected_format: str = "numpy",
+        params_exchange_format: str = "pytorch",
     ) -> None:
+        if str(params_exchange_format).lower() != "pytorch":
+            raise ValueError(f"params_exchange_format must be pytorch, got {params_exchange_format!r}")
         super().__init__(
             task_script_path,
             task_script_args,

@@ -61,6 +61,7 @@ class TFInProcessClientAPIExecutor(InProcessClientAPIExecutor):
         evaluate_task_name: see there.
         submit_model_task_name: see there.
         params_exchange_format: ``numpy`` (NVFlare's default for TensorFlow).
+        server_expected_format: see there.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class TFInProcessClientAPIExecutor(InProcessClientAPIExecutor):
         evaluate_task_name: str = "validate",
         submit_model_task_name: str = "submit_model",
         params_exchange_format: str = "numpy",
+        server_expected_format: str = "numpy",
     ) -> None:
         super().__init__(
             task_script_path,
@@ -93,6 +95,7 @@ class TFInProcessClientAPIExecutor(InProcessClientAPIExecutor):
             train_task_name,
             evaluate_task_name,
             submit_model_task_name,
+            server_expected_format,
         )
         if str(params_transfer_type).upper() == "DIFF":
             raise ValueError("params_transfer_type DIFF is not supported for Keras layer weights (use FULL)")

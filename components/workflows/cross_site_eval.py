@@ -69,7 +69,8 @@ class CrossSiteModelEval(Workflow):
         validation_timeout: seconds to wait for the validations of one model (0: no limit).
         model_locator_id: the model locator of the server's models ("" for none).
         formatter_id: accepted for NVFlare compatibility (formatters are not supported; ignored).
-        submit_model_task_name: the task that asks a client for its model.
+        submit_model_task_name: the task that asks a client for its model ("": only the server's models are
+            evaluated, as NVFlare's ``NumpyCrossSiteEvalRecipe`` asks).
         validation_task_name: the task that asks a client to validate a model.
         cleanup_models: delete the saved models when the workflow ends (the results are kept).
         participating_clients: the clients taking part (default: every connected client).
@@ -130,11 +131,12 @@ class CrossSiteModelEval(Workflow):
 
     @classmethod
     def sent_tasks(cls, args: Mapping[str, Any]) -> set[str]:
-        """The submit-model and validate tasks."""
-        return {
+        """The submit-model (unless "") and validate tasks."""
+        tasks = {
             str(args.get("submit_model_task_name", "submit_model")),
             str(args.get("validation_task_name", "validate")),
         }
+        return tasks - {""}
 
     # --- the flow -----------------------------------------------------------------------------------------
 
@@ -198,18 +200,23 @@ class CrossSiteModelEval(Workflow):
                     return
                 workers.append(self._validate_later(ctx, participants, result.site, result.data))
 
-            got = ctx.communicator.broadcast_and_wait(
-                self.submit_model_task_name,
-                ModelMessage(meta={MetaKey.SUBMIT_MODEL_NAME.value: BEST_MODEL}),
-                targets=participants,
-                timeout=self.submit_model_timeout,
-                headers={MetaKey.SUBMIT_MODEL_NAME.value: BEST_MODEL},
-                on_result=on_submit,
-                abort=ctx.abort,
-            )
-            not_submitted += [
-                f"{site}: no answer within {self.submit_model_timeout} s" for site in participants if site not in got
-            ]
+            if self.submit_model_task_name:
+                got = ctx.communicator.broadcast_and_wait(
+                    self.submit_model_task_name,
+                    ModelMessage(meta={MetaKey.SUBMIT_MODEL_NAME.value: BEST_MODEL}),
+                    targets=participants,
+                    timeout=self.submit_model_timeout,
+                    headers={MetaKey.SUBMIT_MODEL_NAME.value: BEST_MODEL},
+                    on_result=on_submit,
+                    abort=ctx.abort,
+                )
+                not_submitted += [
+                    f"{site}: no answer within {self.submit_model_timeout} s"
+                    for site in participants
+                    if site not in got
+                ]
+            else:
+                not_submitted.append("submit_model_task_name is empty")
             for worker in workers:
                 worker.join()
         finally:

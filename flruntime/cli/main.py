@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every verb registered."""
-    from flruntime.cli import admin, build, he, job, plot, poc, provision, simulate, site, validate
+    from flruntime.cli import admin, build, he, job, plot, poc, provision, run, simulate, site, validate
 
     epilog = "exit codes:\n" + "\n".join(f"  {int(c):>3}  {c.help}" for c in ExitCode)
     parser = _Parser(
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.register(verbs)
     plot.register(verbs)
     build.register(verbs)
+    run.register(verbs)
     return parser
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,23 @@ CONFIG_FILE_NAME = "client_api_config.json"
 TASK_EXCHANGE = "TASK_EXCHANGE"
 METRICS_EXCHANGE = "METRICS_EXCHANGE"
 EXCHANGE_FORMATS = ("numpy", "pytorch", "raw")
+
+
+class ExchangeFormat(StrEnum):
+    """How parameters travel between the client and its script (NVFlare's ``nvflare.client.config`` names)."""
+
+    RAW = "raw"
+    PYTORCH = "pytorch"
+    NUMPY = "numpy"
+    KERAS_LAYER_WEIGHTS = "keras_layer_weights"
+
+
+class TransferType(StrEnum):
+    """Whether a script sends whole models or differences (NVFlare's ``nvflare.client.config`` names)."""
+
+    FULL = "FULL"
+    DIFF = "DIFF"
+
 
 _FILE_LOCK = threading.Lock()
 

@@ -9,6 +9,8 @@ this package's implementations (:mod:`flruntime.compat.shareable`, :mod:`~flrunt
 is *appended* to ``sys.path`` (in-process scripts, a job's ``custom/`` code) or ``PYTHONPATH`` (launched scripts),
 so a real NVFlare, where installed, always wins; and nothing is added at all when ``nvflare`` can already be
 imported. :mod:`flruntime.compat.adapters` wraps components built on these classes for flruntime's engines.
+NVFlare's Python job API and recipes (``nvflare.job_config``, ``nvflare.recipe``, ...) are
+:mod:`flruntime.compat.jobapi`; ``flruntime run SCRIPT`` runs a script written for them with the shim installed.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ from typing import Any
 from flruntime.compat.dxo import DXO, DataKind
 from flruntime.tracking.record import AnalyticsDataType, AnalyticsRecord, LogWriterName
 
+#: The local event a tracked value is fired as (its federated form is ``fed.analytix_log_stats``).
+ANALYTIC_EVENT_TYPE = "analytix_log_stats"
+
 
 class TrackConst:
     """Keys of an analytics DXO."""
@@ -92,4 +95,4 @@ class AnalyticsData:
         return f"AnalyticsData(tag={self.tag!r}, value={self.value!r}, data_type={self.data_type}, step={self.step})"
 
 
-__all__ = ["AnalyticsData", "AnalyticsDataType", "LogWriterName", "TrackConst"]
+__all__ = ["ANALYTIC_EVENT_TYPE", "AnalyticsData", "AnalyticsDataType", "LogWriterName", "TrackConst"]

@@ -47,8 +47,10 @@ def default_workspace() -> Path:
     return Path(os.environ.get(ENV_WORKSPACE) or DEFAULT_WORKSPACE)
 
 
-def project_data(clients: int, port: int = DEFAULT_PORT, he: bool = False) -> dict[str, Any]:
-    """Return the POC's ``project.yml`` content."""
+def project_data(
+    clients: int, port: int = DEFAULT_PORT, he: bool = False, names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Return the POC's ``project.yml`` content (clients ``names``, else ``site-1`` .. ``site-<clients>``)."""
     builders: list[dict[str, Any]] = [{"path": "CertBuilder"}]
     if he:
         builders.append({"path": "HEBuilder"})
@@ -67,11 +69,15 @@ def project_data(clients: int, port: int = DEFAULT_PORT, he: bool = False) -> di
                 "fed_learn_port": port,
                 "admin_port": port + 1,
             },
-            *({"name": f"site-{i}", "type": "client", "org": ORG} for i in range(1, clients + 1)),
+            *({"name": name, "type": "client", "org": ORG} for name in names or _site_names(clients)),
             {"name": ADMIN, "type": "admin", "org": ORG, "role": "project_admin"},
         ],
         "builders": builders,
     }
+
+
+def _site_names(clients: int) -> list[str]:
+    return [f"site-{i}" for i in range(1, clients + 1)]
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,17 @@ def _refuse_running(poc: Poc, what: str) -> None:
         )
 
 
-def prepare(workspace: Path, clients: int, port: int = DEFAULT_PORT, he: bool = False, force: bool = False) -> Poc:
+def prepare(
+    workspace: Path,
+    clients: int,
+    port: int = DEFAULT_PORT,
+    he: bool = False,
+    force: bool = False,
+    names: Sequence[str] | None = None,
+) -> Poc:
     """Provision a POC project into ``workspace``, replacing a stopped POC there only with ``force``.
+
+    The clients are ``names`` when given (then ``clients`` is their number), else ``site-1`` .. ``site-<clients>``.
 
     The new workspace is built in a sibling folder first, so a failure (say, ``he`` without TenSEAL) leaves an
     existing one as it was.
@@ -209,7 +224,7 @@ def prepare(workspace: Path, clients: int, port: int = DEFAULT_PORT, he: bool = 
     workspace.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{workspace.name}.new-", dir=workspace.parent))
     try:
-        data = project_data(clients, port, he)
+        data = project_data(clients, port, he, names)
         (new / "project.yml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         result = provision(check_project(data, "project.yml"), new)
         members = [

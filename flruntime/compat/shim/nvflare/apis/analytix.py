@@ -3,6 +3,6 @@
 See :mod:`flruntime.compat.analytix`.
 """
 
-from flruntime.compat.analytix import AnalyticsData, AnalyticsDataType, LogWriterName, TrackConst
+from flruntime.compat.analytix import ANALYTIC_EVENT_TYPE, AnalyticsData, AnalyticsDataType, LogWriterName, TrackConst
 
-__all__ = ["AnalyticsData", "AnalyticsDataType", "LogWriterName", "TrackConst"]
+__all__ = ["ANALYTIC_EVENT_TYPE", "AnalyticsData", "AnalyticsDataType", "LogWriterName", "TrackConst"]

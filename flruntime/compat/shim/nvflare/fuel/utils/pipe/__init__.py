@@ -1,0 +1,1 @@
+"""flruntime's stand-in for ``nvflare.fuel.utils.pipe``."""
