@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from flruntime.compat import pythonpath_with_shim
-from flruntime.compat.flare_api import Session, app_of, basic_cb_with_print, job_meta, job_summary, new_secure_session
+from flruntime.compat.flare_api import Session, basic_cb_with_print, new_secure_session
+from flruntime.compat.flare_api_records import app_of, job_meta, job_summary
 from flruntime.compat.flare_api_spec import (
     AuthenticationError,
     InvalidArgumentError,

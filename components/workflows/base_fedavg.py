@@ -18,12 +18,12 @@ from typing import Annotated, Any
 
 import numpy as np
 from flruntime.components.aggregators.weighted import WeightedSum
+from flruntime.components.workflows.args import check_number
 from flruntime.components.workflows.model_controller import (
     CLIENT_NAME,
     CLIENT_UNKNOWN,
     DEFAULT_PERSISTOR_ID,
     ModelController,
-    check_number,
 )
 from flruntime.components.workflows.scatter_and_gather import GLOBAL_MODEL
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any
 
-from flruntime.components.workflows.model_controller import check_number
+from flruntime.components.workflows.args import check_number
 from flruntime.components.workflows.scatter_and_gather import GLOBAL_MODEL
 from flruntime.components.workflows.waits import StopWhen
 

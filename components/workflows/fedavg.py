@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+from flruntime.components.workflows.args import check_number
 from flruntime.components.workflows.base_fedavg import BaseFedAvg, load_torch_model, numeric_metrics, save_torch_model
-from flruntime.components.workflows.model_controller import DEFAULT_PERSISTOR_ID, TASK_TRAIN, check_number
+from flruntime.components.workflows.model_controller import DEFAULT_PERSISTOR_ID, TASK_TRAIN
 from flruntime.components.workflows.scatter_and_gather import GLOBAL_MODEL
 
 from flruntime.events.types import EventType

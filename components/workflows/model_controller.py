@@ -2,10 +2,8 @@
 
 A user subclasses :class:`ModelController` and overrides ``run(self)``; inside it, ``self.load_model()``,
 ``self.sample_clients()``, ``self.send_model_and_wait()`` / ``self.send_model()`` and ``self.save_model()`` do
-the work, with models as :class:`~flruntime.runtime.messages.ModelMessage` (NVFlare's ``FLModel``). flruntime's
-engine calls ``run(ctx)``: every ``run`` a subclass defines is wrapped (``__init_subclass__``) so that the
-engine's call binds the run's context first and then calls the user's ``run(self)``; ``super().run()`` from a
-subclass goes straight to the parent's code.
+the work, with models as :class:`~flruntime.runtime.messages.ModelMessage` (NVFlare's ``FLModel``); the engine
+calls it as ``run(ctx)`` (see :mod:`flruntime.components.workflows.user_run`).
 
 Results come back in arrival order, each with ``meta["client_name"]`` (the site) and ``meta["props"]`` (the meta
 of the model that was sent). A failed result either fails the job (``ignore_result_error=False``, NVFlare's
@@ -16,7 +14,6 @@ thread of its own (never under the communicator's lock, so a callback may send a
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import queue
 import random
@@ -24,12 +21,14 @@ import threading
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
+from flruntime.components.workflows.args import check_number
 from flruntime.components.workflows.scatter_and_gather import GLOBAL_MODEL
+from flruntime.components.workflows.user_run import entry
 from flruntime.components.workflows.waits import StopWhen
 
-from flruntime.compat.component import LogMethods
+from flruntime.compat.component import LogMethods, Signal
 from flruntime.events.types import EventType
 from flruntime.graph.refs import Ref
 from flruntime.roles import ModelPersistor, Workflow
@@ -70,66 +69,6 @@ class PreparedSend:
         self.run(sink)
 
 
-class AbortSignal:
-    """NVFlare's ``Signal`` over the job's abort event (``self.abort_signal.triggered`` in a controller)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    @property
-    def triggered(self) -> bool:
-        """True once the job is being aborted."""
-        return self.event.is_set()
-
-    def trigger(self, value: object = True) -> None:
-        """Abort the job (``value`` is accepted for NVFlare compatibility)."""
-        self.event.set()
-
-
-def check_number(name: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
-    """Raise TypeError / ValueError unless ``value`` is a (positive, or non-negative) number (an int if asked)."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        raise TypeError(f"{name} must be {'an int' if integer else 'a number'} but got {type(value).__name__}")
-    amount = cast(float, value)
-    if amount < 0 or (positive and amount == 0):
-        raise ValueError(f"{name} must be {'greater than 0' if positive else 'at least 0'}, got {value}")
-
-
-def _needs_ctx(fn: Callable[..., Any]) -> bool:
-    """True when a ``run`` takes a required positional argument after ``self`` (flruntime's ``run(ctx)``)."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())[1:]
-    except (TypeError, ValueError):
-        return False
-    return (
-        bool(params)
-        and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
-        and (params[0].default is params[0].empty)
-    )
-
-
-def _entry(user_run: Callable[..., Any]) -> Callable[..., None]:
-    """Wrap a subclass's ``run``: the engine's ``run(ctx)`` binds the context, then calls the user's code."""
-    needs_ctx = _needs_ctx(user_run)
-
-    @functools.wraps(user_run)
-    def run(self: ModelController, ctx: ServerContext | None = None) -> None:
-        def call() -> None:
-            if needs_ctx:
-                user_run(self, ctx if ctx is not None else self.ctx)
-            else:
-                user_run(self)
-
-        if ctx is None or self._ctx is not None:  # super().run() from a subclass, or a nested call
-            call()
-        else:
-            self._control_flow(ctx, call)
-
-    run.__flruntime_entry__ = True  # type: ignore[attr-defined]
-    return run
-
-
 class ModelController(LogMethods, Workflow):
     """The base of FLModel-based server workflows (NVFlare's ``ModelController``): subclass it, override ``run``.
 
@@ -166,7 +105,7 @@ class ModelController(LogMethods, Workflow):
         self.logger = logging.getLogger(type(self).__name__)
         self.fl_ctx: Any = None  # NVFlare's FLContext has no counterpart: the controller's methods need none
         self.engine: Any = None
-        self.abort_signal: AbortSignal | None = None
+        self.abort_signal: Signal | None = None
         self.site_name = ""
         self.job_id = ""
         self.current_round: int | None = 0
@@ -181,7 +120,7 @@ class ModelController(LogMethods, Workflow):
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("run")
         if callable(own) and not getattr(own, "__flruntime_entry__", False):
-            setattr(cls, "run", _entry(own))  # noqa: B010 - a method assigned after the class was made
+            setattr(cls, "run", entry(own))  # noqa: B010 - a method assigned after the class was made
 
     @classmethod
     def sent_tasks(cls, args: Mapping[str, Any]) -> set[str] | None:
@@ -224,7 +163,7 @@ class ModelController(LogMethods, Workflow):
     def _bind(self, ctx: ServerContext) -> None:
         self._ctx = ctx
         self._halt.clear()
-        self.abort_signal = AbortSignal(ctx.abort)
+        self.abort_signal = Signal(event=ctx.abort)
         self.site_name, self.job_id = ctx.site, ctx.job_id
         self.persistor = self._find_persistor(ctx)
         self.initialize()
