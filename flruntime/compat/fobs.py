@@ -172,17 +172,20 @@ class _Reader:
     def __init__(self, body: memoryview) -> None:
         self.body = body
 
-    def _bytes(self, at: list[int]) -> bytes:
+    def _view(self, at: list[int]) -> memoryview:
         start, size = int(at[0]), int(at[1])
         if start < 0 or size < 0 or start + size > len(self.body):
             raise ValueError("fobs data is damaged (an array lies outside the data)")
-        return bytes(self.body[start : start + size])
+        return self.body[start : start + size]
+
+    def _bytes(self, at: list[int]) -> bytes:
+        return bytes(self._view(at))
 
     def _array(self, node: dict[str, Any]) -> np.ndarray:
         dtype = np.dtype(node["dtype"])
         if dtype.hasobject:
             raise ValueError("fobs data is damaged (object arrays are never written)")
-        return np.frombuffer(self._bytes(node["at"]), dtype=dtype).reshape(node["shape"]).copy()
+        return np.frombuffer(self._view(node["at"]), dtype=dtype).reshape(node["shape"]).copy()  # one copy
 
     def decode(self, node: Any) -> Any:  # noqa: C901, PLR0911, PLR0912 - one branch per tag
         from flruntime.compat.dxo import DXO
@@ -248,7 +251,7 @@ def dumps(obj: Any, max_value_size: int | None = None) -> bytes:  # noqa: ARG001
     """
     writer = _Writer()
     tree = json.dumps(writer.encode(obj), separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return b"".join([_MAGIC, struct.pack("<Q", len(tree)), tree, *(bytes(b) for b in writer.buffers)])
+    return b"".join([_MAGIC, struct.pack("<Q", len(tree)), tree, *writer.buffers])  # one copy of each array
 
 
 def loads(data: bytes | bytearray | memoryview) -> Any:
